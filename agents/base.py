@@ -1,0 +1,78 @@
+"""The agent protocol: ``act(chat) -> Action``, batched as ``act_batch(chats)``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from rounds.text_env import TextEnv
+
+
+@dataclass
+class Action:
+    """An agent's reply for one turn.
+
+    Model agents also return the token ids they sampled and their log-probs: the
+    trainer trains on exactly these tokens (no re-tokenisation of ``text``).
+    """
+
+    text: str
+    token_ids: list[int] | None = None
+    logprobs: list[float] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    finish_reason: str | None = None
+    error: str | None = None
+    """Set when the agent could not act (e.g. the API failed after retries); the episode ends."""
+
+
+@dataclass
+class Chat:
+    """One episode's conversation, as an agent sees it.
+
+    ``messages`` are OpenAI-style dicts (``role``/``content``); the first is the
+    system prompt. ``env`` (the unwrapped env) and ``rng`` serve scripted agents,
+    which act from the true state; model agents read only the messages.
+    """
+
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]]
+    env: TextEnv
+    rng: np.random.Generator
+    info: dict[str, Any] = field(default_factory=dict)
+    """The env's latest info dict (e.g. ``admissible_commands``)."""
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """Anything that can act in a :class:`Chat`."""
+
+    name: str
+    model: str | None
+
+    def act(self, chat: Chat) -> Action:
+        """The next action in one conversation."""
+        ...
+
+    def act_batch(self, chats: Sequence[Chat]) -> list[Action]:
+        """The next action in each of several conversations (batched where the backend can)."""
+        ...
+
+
+class BaseAgent(ABC):
+    """Convenience base: ``act_batch`` calls ``act`` in turn (batched backends override it)."""
+
+    name: str = "agent"
+    model: str | None = None
+
+    @abstractmethod
+    def act(self, chat: Chat) -> Action:
+        """The next action in one conversation."""
+
+    def act_batch(self, chats: Sequence[Chat]) -> list[Action]:
+        return [self.act(chat) for chat in chats]

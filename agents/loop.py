@@ -1,0 +1,244 @@
+"""The one chat loop: any env becomes a conversation, many episodes at once.
+
+The system prompt and tools come from the env, observations become user
+messages and actions assistant messages. Live episodes advance in lockstep:
+each round asks the agent for all their actions in one batch (so a model agent
+batches generation, an API agent sends requests concurrently), then steps the
+envs in a thread pool with a timeout, so a slow or hung env cannot stall the
+rest. Every finished episode is yielded as a :class:`Rollout` holding the
+:class:`~rounds.records.Episode` record and the agent's raw actions (with token
+ids and log-probs for model agents).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from rounds.agents.base import Action, Agent, Chat
+
+from rounds.records import Episode, TokenUsage, Turn
+from rounds.text_env import TextEnv
+
+_INFO_IN_RECORD = ("reward_components", "outcome", "metrics")
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """Which episode to run: the task, the env's reset seed and the agent's sampling seed."""
+
+    task_id: str | None = None
+    seed: int | None = None
+    agent_seed: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Copied into ``Episode.meta`` (e.g. the slot an evaluation planned, a GRPO group id)."""
+
+
+@dataclass
+class Rollout:
+    """A finished episode: the record, and what the agent produced each turn."""
+
+    episode: Episode
+    actions: list[Action]
+    messages: list[dict[str, Any]]
+
+
+@dataclass
+class _Live:
+    spec: EpisodeSpec
+    env: gym.Env[str, str]
+    chat: Chat
+    episode: Episode
+    observation: str
+    actions: list[Action] = field(default_factory=list)
+
+
+def _recorded(info: dict[str, Any], env: TextEnv) -> dict[str, Any]:
+    skip = set(_INFO_IN_RECORD) | set(env.unrecorded_info_keys)
+    return {k: v for k, v in info.items() if k not in skip}
+
+
+def _start(spec: EpisodeSpec, env: gym.Env[str, str], env_id: str, agent: Agent) -> _Live:
+    observation, info = env.reset(
+        seed=spec.seed, options={"task_id": spec.task_id} if spec.task_id else None
+    )
+    base: TextEnv = env.unwrapped  # type: ignore[assignment]
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": base.system_prompt},
+        {"role": "user", "content": observation},
+    ]
+    chat = Chat(
+        messages=messages,
+        tools=base.tools,
+        env=base,
+        rng=np.random.default_rng(spec.agent_seed),
+        info=info,
+    )
+    episode = Episode(
+        env_id=env_id,
+        task_id=base.task_id,
+        seed=spec.seed,
+        agent=agent.name,
+        model=agent.model,
+        meta={
+            **spec.meta,
+            "agent_seed": spec.agent_seed,
+            "reset_info": _recorded(info, base),
+            "reward_weights": dict(base.reward_weights),
+            "outcome_components": list(base.outcome_components),
+        },
+    )
+    return _Live(spec=spec, env=env, chat=chat, episode=episode, observation=observation)
+
+
+_StepOut = tuple[str, float, bool, bool, dict[str, Any], float]
+
+
+def _step(env: gym.Env[str, str], text: str) -> _StepOut:
+    started = time.perf_counter()
+    observation, reward, terminated, truncated, info = env.step(text)
+    return (
+        observation,
+        float(reward),
+        bool(terminated),
+        bool(truncated),
+        info,
+        time.perf_counter() - started,
+    )
+
+
+def _close(live: _Live, *, truncated: bool, reason: str | None, final_observation: str) -> Rollout:
+    episode = live.episode
+    episode.truncated = truncated
+    episode.total_reward = float(sum(t.reward for t in episode.turns))
+    episode.meta["final_observation"] = final_observation
+    if reason is not None:
+        episode.meta["truncation_reason"] = reason
+    return Rollout(episode=episode, actions=live.actions, messages=live.chat.messages)
+
+
+def run_episodes(
+    make_env: Callable[[], gym.Env[str, str]],
+    agent: Agent,
+    specs: Iterable[EpisodeSpec],
+    *,
+    env_id: str,
+    concurrency: int = 1,
+    step_timeout_s: float | None = 60.0,
+) -> Iterator[Rollout]:
+    """Run every episode of ``specs`` with ``agent``, ``concurrency`` at a time.
+
+    Args:
+        make_env: builds one env (called once per concurrent slot, and again after an
+            env failed or timed out, since it may be left in a bad state).
+        agent: the agent; it gets one ``act_batch`` call per round.
+        specs: the episodes to run, in order.
+        env_id: recorded in each episode.
+        concurrency: how many episodes are live at once.
+        step_timeout_s: an env step slower than this truncates its episode with the reason.
+
+    Yields:
+        Each episode as it finishes (not necessarily in ``specs`` order).
+    """
+    pending = iter(specs)
+    slots: list[_Live | None] = [None] * max(1, concurrency)
+    envs: list[gym.Env[str, str] | None] = [None] * len(slots)
+    pool = cf.ThreadPoolExecutor(max_workers=len(slots), thread_name_prefix="rounds-env")
+    try:
+        while True:
+            for i, live in enumerate(slots):
+                if live is None:
+                    spec = next(pending, None)
+                    if spec is None:
+                        continue
+                    env = envs[i] or make_env()
+                    envs[i] = env
+                    slots[i] = _start(spec, env, env_id, agent)
+            active = [i for i, live in enumerate(slots) if live is not None]
+            if not active:
+                return
+            chats = [slots[i].chat for i in active]  # type: ignore[union-attr]
+            actions = agent.act_batch(chats)
+            if len(actions) != len(chats):
+                raise RuntimeError(
+                    f"{type(agent).__name__}.act_batch returned {len(actions)} actions for {len(chats)} chats"
+                )
+            futures: dict[int, cf.Future[_StepOut]] = {}
+            for i, action in zip(active, actions, strict=True):
+                live = slots[i]
+                assert live is not None
+                live.actions.append(action)
+                if action.error is None:
+                    futures[i] = pool.submit(_step, live.env, action.text)
+            for i, action in zip(active, actions, strict=True):
+                live = slots[i]
+                assert live is not None
+                finished = _advance(live, action, futures.get(i), step_timeout_s)
+                if finished is not None:
+                    rollout, env_ok = finished
+                    if not env_ok:
+                        envs[i] = None  # a failed or hung env is not reused
+                    slots[i] = None
+                    yield rollout
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for env in envs:
+            if env is not None:
+                env.close()
+
+
+def _advance(
+    live: _Live,
+    action: Action,
+    future: cf.Future[_StepOut] | None,
+    step_timeout_s: float | None,
+) -> tuple[Rollout, bool] | None:
+    """Record one turn; return the finished rollout (and whether its env is reusable)."""
+    turn = {
+        "index": len(live.episode.turns),
+        "observation": live.observation,
+        "action": action.text,
+        "latency_s": action.latency_s,
+        "tokens": TokenUsage(prompt=action.prompt_tokens, completion=action.completion_tokens),
+    }
+    reason: str | None = None
+    if future is None:
+        reason = f"agent error: {action.error}"
+    else:
+        try:
+            observation, reward, terminated, truncated, info, elapsed = future.result(
+                timeout=step_timeout_s
+            )
+        except cf.TimeoutError:
+            reason = f"env step timed out after {step_timeout_s:g}s"
+        except Exception as err:  # an env bug must not take down a whole run
+            reason = "env error: " + "".join(traceback.format_exception_only(err)).strip()
+    if reason is not None:
+        live.episode.turns.append(Turn(**turn))
+        env_ok = future is None
+        return _close(
+            live, truncated=True, reason=reason, final_observation=live.observation
+        ), env_ok
+    live.episode.turns.append(
+        Turn(
+            **turn,
+            reward=reward,
+            reward_components={k: float(v) for k, v in info.get("reward_components", {}).items()},
+            info={**_recorded(info, live.chat.env), "env_latency_s": elapsed},
+        )
+    )
+    live.chat.messages.append({"role": "assistant", "content": action.text})
+    live.chat.messages.append({"role": "user", "content": observation})
+    live.chat.info = info
+    live.observation = observation
+    if terminated or truncated:
+        live.episode.outcome = float(info.get("outcome", 0.0))
+        live.episode.metrics = {k: float(v) for k, v in info.get("metrics", {}).items()}
+        return _close(live, truncated=truncated, reason=None, final_observation=observation), True
+    return None

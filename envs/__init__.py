@@ -1,0 +1,1 @@
+"""Environments built on :class:`rounds.TextEnv`, one package each."""

@@ -1,0 +1,100 @@
+"""``rounds eval ENV --agent NAME``: evaluate an agent and write a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from rounds.cli.app import EnvArgs, Variant, app, console, env_kwargs_for, fail
+
+
+def print_summary(summary: dict[str, Any], title: str) -> None:
+    """A table of every metric with its 95% interval."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric", style="bold")
+    table.add_column("mean", justify="right")
+    table.add_column("95% interval", justify="right")
+    table.add_column("n", justify="right")
+    for name, stat in summary.get("metrics", {}).items():
+        value = stat.get("value")
+        low, high = stat.get("low"), stat.get("high")
+        interval = f"[{low:.3f}, {high:.3f}]" if low is not None and high is not None else "-"
+        table.add_row(
+            name, "-" if value is None else f"{value:.3f}", interval, str(stat.get("n", ""))
+        )
+    console.print(table)
+
+
+@app.command("eval")
+def eval_command(
+    env_id: Annotated[str, typer.Argument(help="Env id, e.g. rounds/Household-v0.")],
+    agent: Annotated[
+        str, typer.Option(help="Agent: a scripted baseline of the env (expert, random, ...).")
+    ],
+    out: Annotated[Path, typer.Option(help="Run directory to write.")] = Path("runs/eval"),
+    episodes: Annotated[int | None, typer.Option(help="Tasks to run, one episode each.")] = None,
+    split: Annotated[str, typer.Option(help="Task split: train, validation or test.")] = "test",
+    seed: Annotated[int, typer.Option(help="Base seed of resets and sampling.")] = 0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Episodes run at once.")] = 1,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
+    variant: Variant = None,
+    env_arg: EnvArgs = None,
+) -> None:
+    """Evaluate an agent on an env's tasks; writes config.yaml, episodes.jsonl, summary.json."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rounds.agents.evaluate import EvalConfig, RunDirError, evaluate, plan_episodes
+    from rounds.agents.loop import Rollout
+    from rounds.registration import make
+
+    kwargs = env_kwargs_for(env_id, variant, env_arg)
+    config = EvalConfig(
+        env_id=env_id,
+        env_kwargs=kwargs,
+        agent=agent,
+        split=split,
+        episodes=episodes,
+        seed=seed,
+        concurrency=concurrency,
+    )
+    try:
+        env = make(env_id, split=split, **kwargs).unwrapped
+        planned = len(plan_episodes(config, env))
+        env.close()
+    except (TypeError, ValueError) as err:
+        fail(f"cannot make {env_id} with {kwargs}: {err}")
+
+    finished = {"n": 0, "success": 0}
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("success {task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        bar = progress.add_task(f"{agent} on {env_id}", total=planned, rate="-")
+
+        def on_episode(rollout: Rollout) -> None:
+            finished["n"] += 1
+            finished["success"] += int(rollout.episode.success)
+            rate = f"{finished['success'] / finished['n']:.0%}"
+            progress.update(bar, advance=1, rate=rate)
+
+        try:
+            if resume:
+                from rounds.storage import RunDir
+
+                already = sum(1 for _ in RunDir(out).episodes())
+                progress.update(bar, completed=already)
+            summary = evaluate(config, out, resume=resume, on_episode=on_episode)
+        except RunDirError as err:
+            fail(str(err))
+        except ValueError as err:
+            fail(str(err))
+    print_summary(summary, f"{agent} on {env_id} ({split} split)")
+    console.print(f"Run directory: [bold]{out}[/]")

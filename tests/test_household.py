@@ -1,0 +1,244 @@
+from __future__ import annotations
+
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from rounds.envs.household.env import HouseholdEnv
+from rounds.envs.household.expert import expert_command
+from rounds.envs.household.generate import SPLIT_SIZES, parse_task_id
+from rounds.envs.household.world import TASK_SHORT_NAMES, TaskType
+
+import rounds
+
+
+def run_expert(env: HouseholdEnv, task_id: str) -> tuple[list[str], dict]:
+    env.reset(options={"task_id": task_id})
+    actions: list[str] = []
+    while True:
+        action = expert_command(env.world)
+        actions.append(action)
+        _, _, terminated, truncated, info = env.step(action)
+        assert not info["invalid_action"], (task_id, action)
+        if terminated or truncated:
+            return actions, info
+
+
+def test_every_registered_env_passes_check_env() -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    ids = [e.id for e in rounds.list_envs()]
+    assert "rounds/Household-v0" in ids
+    for env_id in ids:
+        env = gym.make(env_id)
+        check_env(env.unwrapped)
+        env.close()
+
+
+def test_only_built_envs_are_registered() -> None:
+    ours = sorted(k for k in gym.registry if k.startswith("rounds/"))
+    assert ours == ["rounds/Household-v0"]
+
+
+def test_expert_solves_every_generated_task_over_600_seeds() -> None:
+    env = HouseholdEnv()
+    ids = list(env.task_ids("test")) + list(env.task_ids("validation"))
+    assert len(ids) == 1200
+    lengths = []
+    for task_id in ids:
+        actions, info = run_expert(env, task_id)
+        assert info["outcome"] == 1.0 and info["metrics"]["success"] == 1.0, task_id
+        assert info["metrics"]["subgoal_fraction"] == 1.0
+        lengths.append(len(actions))
+    assert max(lengths) < 50
+
+
+def test_expert_solves_sampled_train_tasks_in_single_room_homes() -> None:
+    env = HouseholdEnv(max_rooms=1)
+    for seed in range(300):
+        env.reset(seed=seed)
+        _, info = run_expert(env, env.task_id)  # type: ignore[arg-type]
+        assert info["outcome"] == 1.0
+
+
+def test_expert_finishes_a_task_someone_else_started() -> None:
+    env = HouseholdEnv()
+    rng = np.random.default_rng(0)
+    policy = env.scripted_policies()["random"]
+    for task_id in env.task_ids("test")[:60]:
+        env.reset(options={"task_id": task_id})
+        for _ in range(15):
+            env.step(policy(env, rng))
+        if env.world.goal_reached():
+            continue
+        for _ in range(40):
+            _, _, terminated, _, info = env.step(expert_command(env.world))
+            assert not info["invalid_action"]
+            if terminated:
+                break
+        assert env.world.goal_reached(), task_id
+
+
+def test_same_task_same_episode_byte_for_byte() -> None:
+    a, b = HouseholdEnv(), HouseholdEnv()
+    for seed in (0, 1, 99):
+        obs_a, info_a = a.reset(seed=seed)
+        obs_b, info_b = b.reset(seed=seed)
+        assert obs_a == obs_b and info_a == info_b
+        for action in ["look", "go to countertop 1", "inventory", "open cabinet 1"]:
+            assert a.step(action)[0] == b.step(action)[0]
+    assert a.reset(seed=0)[0] != a.reset(seed=1)[0]
+
+
+def test_task_ids_cover_all_types_and_splits_are_disjoint() -> None:
+    env = HouseholdEnv()
+    test_ids = env.task_ids("test")
+    assert len(test_ids) == len(TASK_SHORT_NAMES) * SPLIT_SIZES["test"]
+    assert {parse_task_id(t)[0] for t in test_ids[:6]} == set(TaskType)
+    assert not set(test_ids) & set(env.task_ids("validation"))
+    restricted = HouseholdEnv(task_types=["heat"])
+    assert all(t.startswith("heat-") for t in restricted.task_ids("train"))
+    with pytest.raises(ValueError, match="bad household task id"):
+        env.reset(options={"task_id": "boil-test-0001"})
+    with pytest.raises(ValueError, match="unknown task types"):
+        HouseholdEnv(task_types=["boil"])
+
+
+@pytest.mark.parametrize("short", list(TASK_SHORT_NAMES))
+def test_goal_does_not_hold_at_start(short: str) -> None:
+    env = HouseholdEnv()
+    for task_id in env.task_ids("train")[:300]:
+        if task_id.startswith(short + "-"):
+            env.reset(options={"task_id": task_id})
+            assert not env.world.goal_reached(), task_id
+            assert env.world.task.task_type is TASK_SHORT_NAMES[short]
+
+
+def test_every_admissible_command_is_valid() -> None:
+    env = HouseholdEnv()
+    rng = np.random.default_rng(1)
+    for task_id in env.task_ids("validation")[:30]:
+        env.reset(options={"task_id": task_id})
+        for _ in range(8):
+            commands = env.world.admissible_commands()
+            for command in commands:
+                probe = copy.deepcopy(env, memo={id(env.catalog): env.catalog})
+                _, _, _, _, info = probe.step(command)
+                assert not info["invalid_action"], (task_id, command)
+            env.step(commands[int(rng.integers(len(commands)))])
+
+
+@pytest.mark.parametrize(
+    ("action", "needle"),
+    [
+        ("", "empty"),
+        ("x" * 1_000_000, "1,000,000 characters"),
+        ("\x00\x9f\ud83d garbage \x07", "don't understand"),
+        ("\u202e\u2066 go to \u0000", "no"),
+        ("take banana 7 from countertop 1", "not at the countertop 1"),
+        ("go to spaceship 1", "no 'spaceship 1'"),
+        ("put apple 1 in fridge 1", "not carrying anything"),
+        ("close fridge 1", "not at the fridge 1"),
+        ("heat apple 1 with sinkbasin 1", "cannot heat"),
+        ("use television 1", "no television"),
+        ("dance wildly", "don't understand"),
+    ],
+)
+def test_bad_input_gets_helpful_observation(action: str, needle: str) -> None:
+    env = HouseholdEnv()
+    env.reset(options={"task_id": "heat-test-0003"})
+    observation, reward, terminated, truncated, info = env.step(action)
+    assert info["invalid_action"] is True
+    assert needle in observation
+    assert "Valid commands now include:" in observation
+    assert reward == pytest.approx(-0.1)
+    assert not terminated and not truncated
+    assert info["admissible_commands"]
+
+
+def test_valid_command_in_wrong_state_is_invalid() -> None:
+    env = HouseholdEnv()
+    env.reset(options={"task_id": "heat-test-0003"})
+    env.step("go to fridge 1")
+    observation, *_, info = env.step("close fridge 1")
+    assert info["invalid_action"] and "already closed" in observation
+    env.step("open fridge 1")
+    observation, *_, info = env.step("open fridge 1")
+    assert info["invalid_action"] and "already open" in observation
+
+
+def test_episode_truncates_at_step_limit() -> None:
+    env = HouseholdEnv(max_turns=50)
+    env.reset(seed=3)
+    for turn in range(1, 51):
+        _, _, terminated, truncated, info = env.step("nonsense")
+        assert not terminated
+        assert truncated == (turn == 50)
+    assert info["outcome"] == 0.0 and info["metrics"]["invalid_actions"] == 50
+
+
+def test_lenient_parsing_of_names_and_synonyms() -> None:
+    env = HouseholdEnv()
+    env.reset(options={"task_id": "heat-test-0003"})
+    assert not env.step("Go To The Fridge.")[4]["invalid_action"]
+    assert env.world.at == "fridge 1"
+    assert not env.step("> open fridge1")[4]["invalid_action"]
+    observation, *_, info = env.step("go to cabinet")
+    assert info["invalid_action"] and "cabinet 1" in observation
+
+
+def test_progress_component_sums_to_one_and_potential_tracks_it() -> None:
+    env = HouseholdEnv(reward_weights={"progress": 1.0})
+    for task_id in env.task_ids("test")[:12]:
+        env.reset(options={"task_id": task_id})
+        total_progress = 0.0
+        while True:
+            _, reward, terminated, truncated, info = env.step(expert_command(env.world))
+            total_progress += info["reward_components"]["progress"]
+            assert info["potential"] == pytest.approx(total_progress)
+            if terminated or truncated:
+                break
+        assert total_progress == pytest.approx(1.0)
+
+
+def test_meta_reasoning_rewards_fitting_tags_and_penalises_empty_ones() -> None:
+    env = HouseholdEnv(meta_reasoning=True, meta_reasoning_bonus=0.1)
+    env.reset(options={"task_id": "heat-test-0003"})
+    assert "<plan>" in env.system_prompt
+    comps = lambda a: env.step(a)[4]["reward_components"]["meta_reasoning"]  # noqa: E731
+    assert comps("<plan>find the tomato, heat it, store it</plan>\nlook") == pytest.approx(0.1)
+    assert comps("<plan>again</plan>\nlook") == 0.0  # a plan fits only at the start
+    assert comps("<explore>check the fridge</explore>\ngo to fridge 1") == pytest.approx(0.1)
+    assert comps("<explore>already been here</explore>\nlook") == 0.0
+    env.step("take unicorn 1 from fridge 1")  # a failed command
+    assert comps("<reflect>there is no unicorn</reflect>\nopen fridge 1") == pytest.approx(0.1)
+    assert comps("<reflect>nothing failed</reflect>\nlook") == 0.0
+    assert comps("<reflect>  </reflect>\nlook") == pytest.approx(-0.1)
+    off = HouseholdEnv()
+    off.reset(options={"task_id": "heat-test-0003"})
+    assert off.step("<plan>x</plan> look")[4]["reward_components"]["meta_reasoning"] == 0.0
+    assert "<plan>" not in off.system_prompt
+
+
+def test_examine_in_light_requires_lamp_on_while_holding() -> None:
+    env = HouseholdEnv(task_types=["look"])
+    env.reset(options={"task_id": "look-test-0000"})
+    world = env.world
+    lamp = next(i for i in world.items.values() if i.is_lamp)
+    env.step(f"go to {lamp.location}")
+    _, _, terminated, _, _ = env.step(f"use {lamp.name}")
+    assert lamp.switched_on and not terminated  # not holding the object yet
+    actions, info = run_expert(env, "look-test-0000")
+    assert info["outcome"] == 1.0
+
+
+def test_variants_and_make() -> None:
+    env = rounds.make("rounds/Household-v0", variant="single-room")
+    assert env.unwrapped.max_rooms == 1
+    env = rounds.make("rounds/Household-v0", variant="heat", max_turns=10)
+    assert env.unwrapped.task_types == ("heat",) and env.unwrapped.max_turns == 10
+    with pytest.raises(KeyError, match="no variant"):
+        rounds.make("rounds/Household-v0", variant="nope")
+    with pytest.raises(KeyError, match="Unknown env"):
+        rounds.make("rounds/Nope-v0")

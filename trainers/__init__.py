@@ -1,0 +1,1 @@
+"""Trainers: rollout, advantages, the GRPO loss and the training loop."""
