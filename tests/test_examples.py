@@ -23,3 +23,15 @@ def test_example_runs(script: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "outcome" in result.stdout
+
+
+def test_readme_python_tour_runs() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = readme.split("```python\n")[1:]
+    assert blocks, "README has no Python block"
+    for block in blocks:
+        code = block.split("```", 1)[0]
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
