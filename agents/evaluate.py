@@ -124,6 +124,7 @@ def evaluate(
 
     env: TextEnv = make(config.env_id, split=config.split, **config.env_kwargs).unwrapped  # type: ignore[assignment]
     specs = [s for s in plan_episodes(config, env) if s.meta["slot"] not in done]
+    derived = dict(env.derived_metrics)
     agent = make_agent(config.agent, env, **config.agent_options)
     env.close()
     try:
@@ -153,7 +154,7 @@ def evaluate(
             "tasks": config.num_tasks(),
             "samples_per_task": config.samples_per_task,
         },
-        **summarize_episodes(episodes, seed=config.seed),
+        **summarize_episodes(episodes, derived=derived, seed=config.seed),
     }
     run.write_summary(summary)
     return summary

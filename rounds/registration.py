@@ -14,6 +14,7 @@ import gymnasium as gym
 #: The envs this release builds, by id.
 BUILTIN_ENVS: dict[str, str] = {
     "rounds/Household-v0": "rounds.envs.household.env:HouseholdEnv",
+    "rounds/DiagGym-v0": "rounds.envs.clinic.env:DiagGymEnv",
 }
 
 _CATALOGUE: dict[str, str] = {}

@@ -30,6 +30,15 @@ SUMMARY_FILE = "summary.json"
 CHECKPOINTS_DIR = "checkpoints"
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """Parse a YAML file safely (with libyaml's C loader when available: 5-10x faster)."""
+    with open(path, encoding="utf-8") as handle:
+        return yaml.load(handle, Loader=_YAML_LOADER)
+
+
 class RunFileWarning(UserWarning):
     """A line of a run file could not be read and was skipped."""
 
@@ -208,7 +217,7 @@ class RunDir:
         """The run's ``config.yaml`` as a dict (empty if the file is missing)."""
         if not self.config_path.exists():
             return {}
-        data = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        data = read_yaml(self.config_path)
         return data if isinstance(data, dict) else {}
 
     def episode_writer(self, *, fsync: bool = False) -> JsonlWriter:

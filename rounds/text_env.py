@@ -78,6 +78,8 @@ class TextEnv(gym.Env[str, str]):
     variants: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: Info keys left out of recorded trajectories (large or derivable, e.g. command lists).
     unrecorded_info_keys: ClassVar[tuple[str, ...]] = ()
+    #: Summary metrics computed from other metrics' means (``rounds.stats.DerivedMetric``).
+    derived_metrics: ClassVar[Mapping[str, tuple[tuple[str, ...], Callable[..., float]]]] = {}
     #: Task splits :meth:`task_ids` understands.
     splits: ClassVar[tuple[str, ...]] = ("train", "validation", "test")
 

@@ -38,7 +38,7 @@ def test_every_registered_env_passes_check_env() -> None:
 
 def test_only_built_envs_are_registered() -> None:
     ours = sorted(k for k in gym.registry if k.startswith("rounds/"))
-    assert ours == ["rounds/Household-v0"]
+    assert ours == ["rounds/DiagGym-v0", "rounds/Household-v0"]
 
 
 def test_expert_solves_every_generated_task_over_600_seeds() -> None:

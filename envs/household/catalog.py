@@ -6,8 +6,9 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, model_validator
+
+from rounds.storage import read_yaml
 
 CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
 
@@ -79,4 +80,4 @@ class Catalog(BaseModel):
 @functools.cache
 def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
     """Load and validate the catalogue (cached: it is read once per process)."""
-    return Catalog.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    return Catalog.model_validate(read_yaml(path))

@@ -63,7 +63,8 @@ def play_command(
             )
             continue
         if command == ":hint":
-            expert = base.scripted_policies().get("expert")
+            policies = base.scripted_policies()
+            expert = policies.get("expert") or policies.get("bayes")
             if expert is None:
                 console.print("This env has no expert to ask.")
             else:

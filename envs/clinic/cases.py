@@ -1,0 +1,364 @@
+"""The case model: sampling patients from the knowledge base, and case banks.
+
+A generated :class:`Case` is a diagnosis plus everything its initial
+presentation reveals; exam results are drawn when ordered, from a generator
+seeded by the case and the feature, so a result is the same whenever and
+however often it is asked for. :func:`to_record` writes a case in DiagBench's
+field layout, and :func:`load_records` reads a DiagBench JSON or JSONL file,
+so an external bank drops in beside the generated one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from rounds.envs.clinic.knowledge import (
+    FLAGS,
+    CategoricalFeature,
+    FindingFeature,
+    KnowledgeBase,
+    NumericFeature,
+    Sex,
+)
+
+#: Bumped whenever generation changes, so bank ids never silently name other cases.
+BANK_VERSION = "v0"
+BANK_SIZES = {"train": 800, "validation": 200, "test": 200}
+
+
+def stable_seed(*parts: object) -> int:
+    """A 32-bit seed from ``parts`` that is the same in every process."""
+    return zlib.crc32("\x1f".join(str(p) for p in parts).encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class Case:
+    """A generated patient: the diagnosis, and what the presentation reveals."""
+
+    note_id: str
+    diagnosis: str
+    age: int
+    age_band: str
+    sex: Sex
+    complaint: str
+    symptoms: dict[str, str]
+    """Each symptom: ``present``, ``denied`` or ``unmentioned``."""
+    history: dict[str, str]
+    vitals: dict[str, tuple[str, float]]
+    """Each vital sign: its level and value."""
+
+    def observations(self) -> dict[str, str]:
+        """Every presentation feature's observed level, keyed as in the knowledge base."""
+        obs = {"age_band": self.age_band, "sex": self.sex, "complaint": self.complaint}
+        obs.update({f"symptoms.{k}": v for k, v in self.symptoms.items()})
+        obs.update({f"history.{k}": v for k, v in self.history.items()})
+        obs.update({f"vitals.{k}": level for k, (level, _) in self.vitals.items()})
+        return obs
+
+
+def _draw(table_cumulative: np.ndarray, u: float) -> int:
+    return int(
+        min(
+            np.searchsorted(table_cumulative, u * table_cumulative[-1], side="right"),
+            len(table_cumulative) - 1,
+        )
+    )
+
+
+def sample_value(feature: NumericFeature, level: str, sex: Sex, rng: np.random.Generator) -> float:
+    """A value of ``feature`` inside ``level``'s range, on the feature's precision grid.
+
+    Wide ranges (a factor of 4 or more, e.g. troponin 101-10000 ng/L) are sampled
+    log-uniformly, as such analytes are spread on a log scale.
+    """
+    low, high = feature.level_bounds(sex)[level]
+    step = feature.step
+    if low > 0 and high / low >= 4:
+        value = math.exp(rng.uniform(math.log(low), math.log(high)))
+    else:
+        value = rng.uniform(low, high)
+    value = round(round(value / step) * step, feature.decimals)
+    return float(min(max(value, low), high))
+
+
+def format_value(feature: NumericFeature, value: float) -> str:
+    return f"{value:.{feature.decimals}f}"
+
+
+def sample_case(kb: KnowledgeBase, note_id: str, *, disease_id: str | None = None) -> Case:
+    """Sample one patient; everything follows from ``note_id`` (and ``disease_id`` if given)."""
+    rng = np.random.default_rng(stable_seed(BANK_VERSION, note_id))
+    if disease_id is None:
+        d = _draw(np.cumsum(kb.prior), float(rng.random()))
+    else:
+        d = kb.disease_index[disease_id]
+    disease = kb.diseases[d]
+
+    def level_of(key: str) -> str:
+        table = kb.tables[key]
+        return table.levels[_draw(table.cumulative[d], float(rng.random()))]
+
+    age_band = level_of("age_band")
+    low, high = kb.presentation.age_bands[age_band]
+    age = int(rng.integers(low, high + 1))
+    sex: Sex = "female" if level_of("sex") == "female" else "male"
+    complaint = level_of("complaint")
+    symptoms = {name: level_of(f"symptoms.{name}") for name in kb.presentation.symptoms}
+    history = {name: level_of(f"history.{name}") for name in kb.presentation.history}
+    vitals: dict[str, tuple[str, float]] = {}
+    for name, feature in kb.presentation.vitals.items():
+        level = level_of(f"vitals.{name}")
+        vitals[name] = (level, sample_value(feature, level, sex, rng))
+    return Case(note_id, disease.id, age, age_band, sex, complaint, symptoms, history, vitals)
+
+
+# ---------------------------------------------------------------- exam results
+
+
+@dataclass(frozen=True)
+class FeatureResult:
+    """One feature's result: its level and, for numeric features, its value."""
+
+    key: str
+    level: str
+    value: float | None = None
+
+
+def exam_result(kb: KnowledgeBase, case: Case, exam_id: str) -> list[FeatureResult]:
+    """The results of ``exam_id`` for ``case``: the same on every call, in any order."""
+    d = kb.disease_index[case.diagnosis]
+    results = []
+    for key in kb.exam_features[exam_id]:
+        table = kb.tables[key]
+        rng = np.random.default_rng([stable_seed(BANK_VERSION, case.note_id), stable_seed(key)])
+        level = table.levels[_draw(table.cumulative[d], float(rng.random()))]
+        feature = table.feature
+        value = (
+            sample_value(feature, level, case.sex, rng)
+            if isinstance(feature, NumericFeature)
+            else None
+        )
+        results.append(FeatureResult(key, level, value))
+    return results
+
+
+def render_result(
+    kb: KnowledgeBase, exam_id: str, results: Sequence[FeatureResult], sex: Sex
+) -> str:
+    """A result formatted like a lab or imaging report."""
+    lines: list[str] = []
+    findings: list[str] = []
+    for result in results:
+        feature = kb.tables[result.key].feature
+        if isinstance(feature, NumericFeature):
+            assert result.value is not None
+            ref_low, ref_high = feature.reference(sex)
+            unit = f" {feature.unit}" if feature.unit else ""
+            flag = FLAGS[result.level]
+            flag_text = f" [{flag}]" if flag else ""
+            reference = f"{format_value(feature, ref_low)}-{format_value(feature, ref_high)}"
+            lines.append(
+                f"{feature.name}: {format_value(feature, result.value)}{unit}{flag_text} (reference {reference})"
+            )
+        elif isinstance(feature, CategoricalFeature):
+            lines.append(f"{feature.name}: {feature.states[result.level]}")
+        elif isinstance(feature, FindingFeature) and result.level == "present":
+            findings.append(feature.finding)
+    exam = kb.exams[exam_id]
+    has_findings = any(isinstance(kb.tables[r.key].feature, FindingFeature) for r in results)
+    if findings:
+        lines.append("Findings: " + ". ".join(findings) + ".")
+    elif has_findings:
+        lines.append(exam.normal or "No abnormal findings.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- case summary
+
+
+def _join(items: list[str], conjunction: str = "and") -> str:
+    if len(items) <= 2:
+        return f" {conjunction} ".join(items)
+    return ", ".join(items[:-1]) + f", {conjunction} " + items[-1]
+
+
+def render_summary(kb: KnowledgeBase, case: Case) -> str:
+    """The initial presentation, in the layout of DiagAgent's initial inquiry."""
+    p = kb.presentation
+    he = "She" if case.sex == "female" else "He"
+    person = "woman" if case.sex == "female" else "man"
+    complaint = p.complaints[case.complaint]
+    reported = [
+        p.symptoms[s].text
+        for s, v in case.symptoms.items()
+        if v == "present" and p.symptoms[s].text != complaint
+    ]
+    denied = [p.symptoms[s].text for s, v in case.symptoms.items() if v == "denied"]
+    hpi = f"A {case.age}-year-old {person} presents with {complaint}."
+    hpi += f" {he} reports {_join(reported)}." if reported else f" {he} reports no other symptoms."
+    if denied:
+        hpi += f" {he} denies {_join(denied, 'or')}."
+    past = [p.history[h].text for h, v in case.history.items() if v == "present"]
+    negatives = [p.history[h].text for h, v in case.history.items() if v == "denied"]
+    pmh = (_join(past)[0].upper() + _join(past)[1:] + ".") if past else "None reported."
+    if negatives:
+        pmh += f" No history of {_join(negatives, 'or')}."
+    vitals = []
+    for name, (_, value) in case.vitals.items():
+        feature = p.vitals[name]
+        text = format_value(feature, value)
+        if name == "systolic_bp":
+            text = f"{text}/{round(0.55 * value + 8)}"
+        unit = feature.unit if feature.unit in ("%", "/min") else f" {feature.unit}"
+        vitals.append(f"{feature.name.split(' (')[0].lower()} {text}{unit}")
+    sex = "F" if case.sex == "female" else "M"
+    return (
+        f"- Patient Information: {case.age} y/o {sex}\n"
+        f"- Chief Complaint: {complaint}\n"
+        f"- History of Present Illness: {hpi}\n"
+        f"- Past Medical History: {pmh}\n"
+        f"- Vital Signs: {', '.join(vitals)} (room air)."
+    )
+
+
+# ---------------------------------------------------------------- records and banks
+
+
+class CaseRecord(BaseModel):
+    """A case in DiagBench's field layout (extra fields are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    note_id: str
+    case_summary: str
+    final_diagnosis: str
+    recommended_exam_names: list[str] = Field(default_factory=list)
+    key_pertinent_results_dict: dict[str, str] = Field(default_factory=dict)
+    split: str | None = None
+
+    @field_validator("note_id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+    @field_validator("recommended_exam_names", mode="before")
+    @classmethod
+    def _names_as_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                value = [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("key_pertinent_results_dict", mode="before")
+    @classmethod
+    def _results_as_dict(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if isinstance(value, dict):
+            return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+        return value
+
+
+def to_record(kb: KnowledgeBase, case: Case, split: str | None = None) -> CaseRecord:
+    """The DiagBench-layout record of a generated case (results of its reference exams)."""
+    workup = kb.workup(case.diagnosis, case.sex)
+    return CaseRecord(
+        note_id=case.note_id,
+        case_summary=render_summary(kb, case),
+        final_diagnosis=kb.disease(case.diagnosis).name,
+        recommended_exam_names=[kb.exams[e].name for e in workup],
+        key_pertinent_results_dict={
+            kb.exams[e].name: render_result(kb, e, exam_result(kb, case, e), case.sex)
+            for e in workup
+        },
+        split=split,
+        diagnosis_id=case.diagnosis,
+    )
+
+
+class IdRange(Sequence[str]):
+    """The ids ``f"{prefix}{i:0{width}d}"`` for ``i`` in ``range(size)``, without storing them."""
+
+    def __init__(self, prefix: str, size: int, width: int = 4) -> None:
+        self.prefix, self.size, self.width = prefix, size, width
+
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.size))]
+        if index < 0:
+            index += self.size
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        return f"{self.prefix}{index:0{self.width}d}"
+
+    def __iter__(self) -> Iterator[str]:
+        return (self[i] for i in range(self.size))
+
+
+def bank_ids(split: str) -> IdRange:
+    """Note ids of the built-in bank's ``split`` (``rounds-test-0000`` ...)."""
+    return IdRange(f"rounds-{split}-", BANK_SIZES[split])
+
+
+@functools.cache
+def bank_case(kb: KnowledgeBase, note_id: str) -> Case:
+    """A case of the built-in bank (or a generated one: any note id works)."""
+    return sample_case(kb, note_id)
+
+
+def load_records(path: str | Path) -> list[CaseRecord]:
+    """Read a DiagBench-layout JSON (a list, or ``{"cases": [...]}``) or JSONL file.
+
+    Raises:
+        ValueError: the file is not such a file; the message names the record at fault.
+    """
+    file = Path(path)
+    if not file.exists():
+        raise ValueError(f"case file {file} does not exist")
+    text = file.read_text(encoding="utf-8", errors="replace")
+    raw: list[Any]
+    if file.suffix == ".jsonl":
+        raw = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    raw.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{file}:{number}: not JSON ({err})") from err
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{file}: not JSON ({err}); use .jsonl for one case per line") from err
+        raw = data.get("cases", []) if isinstance(data, dict) else data
+        if isinstance(data, dict) and "cases" not in data:
+            raw = list(data.values()) if all(isinstance(v, dict) for v in data.values()) else []
+    records = []
+    for number, item in enumerate(raw, start=1):
+        try:
+            records.append(CaseRecord.model_validate(item))
+        except ValidationError as err:
+            problem = err.errors()[0]
+            field = ".".join(str(x) for x in problem["loc"])
+            raise ValueError(f"{file}: case {number}: {field}: {problem['msg']}") from err
+    if not records:
+        raise ValueError(f"{file}: no cases found")
+    return records

@@ -1,0 +1,416 @@
+"""``rounds/DiagGym-v0``: the env class."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from rounds.envs.clinic.cases import CaseRecord
+from rounds.envs.clinic.knowledge import load_knowledge
+from rounds.envs.clinic.matching import DiagnosisMatcher, ExamMatcher, NameTable, normalise
+from rounds.envs.clinic.parsing import FORMAT_HELP, ClinicAction, parse_action
+from rounds.envs.clinic.posterior import Posterior
+from rounds.envs.clinic.sources import make_source
+from rounds.envs.clinic.world_model import (
+    ClinicCase,
+    ExamRequest,
+    KnowledgeWorldModel,
+    LookupWorldModel,
+    WorldModel,
+)
+
+from rounds.actions import InvalidAction
+from rounds.stats import harmonic_mean
+from rounds.text_env import EpisodeEnd, ScriptedPolicy, StepResult, TextEnv
+
+TOOLS: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "order_exam",
+            "description": "Order one examination (lab test, imaging, ECG, bedside test or physical examination).",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "exam": {
+                        "type": "string",
+                        "description": "The examination, e.g. 'Complete blood count'.",
+                    }
+                },
+                "required": ["exam"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "diagnose",
+            "description": "Commit to the final diagnosis; this ends the consultation.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "diagnosis": {"type": "string", "description": "One final diagnosis."}
+                },
+                "required": ["diagnosis"],
+            },
+        },
+    },
+]
+
+#: The raw value of the ``completion`` component (DiagAgent: 0.1 for giving a diagnosis).
+COMPLETION_BONUS = 0.1
+#: The factor of the ``exam_f1`` component (DiagAgent: 0.5 x F1).
+EXAM_F1_FACTOR = 0.5
+REPEAT_PENALTY = -0.1
+
+
+class DiagGymEnv(TextEnv):
+    """A virtual clinic: order exams from a world model, then commit to a diagnosis.
+
+    ## Description
+    After DiagGym (Qiu et al., 2025). The agent sees a patient's initial
+    presentation (history, symptoms, vital signs) and, turn by turn, orders one
+    examination and reads its result, until it commits to a final diagnosis.
+    Cases come from an explicit case model over a knowledge base of 45
+    emergency and internal-medicine diagnoses and 68 examinations (labs with
+    units and reference ranges, ECG, imaging, microbiology, bedside tests and
+    physical examination), or from a DiagBench-layout file. Because the case
+    model is explicit, the env knows the exact posterior over diagnoses after
+    every result. A research simulator, not clinical guidance.
+
+    ## Action Space
+    Text: a JSON tool call (``order_exam`` / ``diagnose``, see ``tools``),
+    DiagAgent's free-text format, or ``exam: X`` / ``diagnosis: Y``. Exam names
+    are matched to the catalogue through synonyms and fuzzy matching ("CBC",
+    "full blood count"); several exams in one reply: the first is ordered.
+
+    ## Observation Space
+    Text: the case summary on reset; then ``Exam name: ... Exam results: ...``.
+
+    ## Rewards
+    The weighted sum of the components. Default weights reproduce DiagAgent's
+    reward, ``0.1·[diagnosis given] + 1·[correct] + 0.5·F1(exams, reference exams)``,
+    plus the ``format`` penalty for invalid replies.
+
+    ## Reward Components
+    | key | non-zero when | range |
+    |---|---|---|
+    | ``outcome`` | final turn, the diagnosis is correct | {0, 1} |
+    | ``completion`` | final turn, a diagnosis was given | {0, 0.1} |
+    | ``exam_f1`` | final turn: 0.5 x F1 of the exams ordered against the reference exams | [0, 0.5] |
+    | ``info_gain`` | an exam's result changed the posterior (knowledge backend): entropy before minus after, nats (weight 0 by default) | [-ln 45, ln 45] |
+    | ``format`` | invalid reply or unavailable exam | {-invalid_action_penalty, 0} |
+    | ``repeat_penalty`` | the exam was already done (weight 0 by default) | {-0.1, 0} |
+    | ``cost`` | an exam was done: minus its approximate US price in dollars (weight 0 by default) | [-400, 0] |
+
+    ## Starting State
+    A case from the split (``cases="bank"``: 800/200/200 fixed cases;
+    ``"generated"``: unlimited; or a file path).
+
+    ## Episode End
+    Terminated by a diagnosis. Truncated after ``max_turns`` (default 12, as
+    DiagAgent); the turn before the last warns that the next reply must be the
+    diagnosis. ``info["metrics"]``: ``success`` (= ``diagnosis_correct``), ``diagnosis_given``,
+    ``exam_precision``, ``exam_recall``, ``exam_f1``, ``hit_ratio`` (when an exam was
+    ordered), ``exams_ordered``, ``total_cost``, and with the posterior
+    ``final_entropy`` and ``truth_probability``. ``info["answer"]`` is the true
+    diagnosis; ``info["posterior_entropy"]`` the posterior's entropy (knowledge backend).
+
+    ## Arguments
+    - ``cases``: ``"bank"`` (default), ``"generated"``, or a DiagBench JSON/JSONL path.
+    - ``world_model``: ``"knowledge"`` (default for generated cases), ``"lookup"``
+      (default for files), or ``"llm"`` with ``world_model_options``.
+    - ``max_turns``, ``split``, ``reward_weights``, ``invalid_action_penalty``,
+      ``max_action_chars``, ``render_mode``: see :class:`~rounds.TextEnv`.
+
+    ## Version History
+    - v0: first release.
+    """
+
+    reward_component_names = (
+        "outcome",
+        "completion",
+        "exam_f1",
+        "info_gain",
+        "format",
+        "repeat_penalty",
+        "cost",
+    )
+    outcome_components = ("outcome", "completion", "exam_f1")
+    default_reward_weights: Mapping[str, float] = {
+        "outcome": 1.0,
+        "completion": 1.0,
+        "exam_f1": 1.0,
+        "info_gain": 0.0,
+        "format": 1.0,
+        "repeat_penalty": 0.0,
+        "cost": 0.0,
+    }
+    #: DiagGym's end-to-end exam F1: the harmonic mean of case-averaged precision and recall.
+    derived_metrics: Mapping[str, tuple[tuple[str, ...], Callable[..., float]]] = {
+        "exam_f1_e2e": (("exam_precision", "exam_recall"), harmonic_mean)
+    }
+    variants: Mapping[str, Mapping[str, Any]] = {
+        "generated": {"cases": "generated"},
+        "info-gain": {"reward_weights": {"info_gain": 0.1}},
+        "cost-aware": {"reward_weights": {"cost": 0.001, "repeat_penalty": 1.0}},
+        "lookup": {"world_model": "lookup"},
+    }
+
+    def __init__(
+        self,
+        *,
+        cases: str = "bank",
+        world_model: str | None = None,
+        world_model_options: Mapping[str, Any] | None = None,
+        max_turns: int = 12,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(max_turns=max_turns, **kwargs)
+        self.kb = load_knowledge()
+        self.source = make_source(self.kb, str(cases))
+        kind = world_model or ("knowledge" if self.source.generated else "lookup")
+        self.world_model = self._make_world_model(kind, dict(world_model_options or {}))
+        self.exam_matcher = ExamMatcher(self.kb)
+        self.diagnosis_matcher = DiagnosisMatcher(self.kb)
+        self.patient: ClinicCase | None = None
+        self.posterior: Posterior | None = None
+        self.reference: list[str] = []
+        self.ordered: list[str] = []
+        self.exam_turns = 0
+        self.hits = 0
+        self.total_cost = 0.0
+        self.diagnosis: str | None = None
+        self._record_by_exam: dict[str, str] = {}
+        self._record_names = NameTable(cutoff=88.0)
+        self._results: dict[str, str] = {}
+
+    def _make_world_model(self, kind: str, options: dict[str, Any]) -> WorldModel:
+        if kind == "knowledge":
+            if not self.source.generated:
+                raise ValueError(
+                    "world_model='knowledge' needs generated cases; use 'lookup' or 'llm' with a case file"
+                )
+            if options:
+                raise ValueError(
+                    f"the knowledge world model takes no options, got {sorted(options)}"
+                )
+            return KnowledgeWorldModel(self.kb)
+        if kind == "lookup":
+            return LookupWorldModel()
+        if kind == "llm":
+            from rounds.envs.clinic.llm_world_model import LLMWorldModel
+
+            return LLMWorldModel(**options)
+        raise ValueError(f"unknown world_model {kind!r}; choose knowledge, lookup or llm")
+
+    # ------------------------------------------------------------- the task
+
+    @property
+    def system_prompt(self) -> str:
+        exams = ", ".join(exam.name for exam in self.kb.exams.values())
+        return (
+            "You are a physician in an emergency department. You see a patient's initial presentation "
+            "and may order examinations one at a time; each result is reported back to you. When you have "
+            "enough information, commit to one final diagnosis. You have at most "
+            f"{self.max_turns} turns, and your last turn must be the diagnosis.\n\n"
+            "Each turn, reply in one of these formats.\n"
+            "To order an examination:\n"
+            "Current diagnosis: <your working diagnosis>\n"
+            "Based on the patient's initial presentation, the following investigation(s) should be performed: "
+            "<one examination>\nReason: <why>\n\n"
+            "To give the final diagnosis:\n"
+            "The available information is sufficient to make a diagnosis.\n"
+            "Diagnosis: <one diagnosis>\nReason: <why>\n\n"
+            "You may instead write 'exam: <name>' or 'diagnosis: <name>', or call the tools order_exam and "
+            f"diagnose. Order one examination per turn. Examinations available: {exams}."
+        )
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        return [dict(tool) for tool in TOOLS]
+
+    def task_ids(self, split: str | None = None) -> Sequence[str]:
+        return self.source.task_ids(split or self.split)
+
+    def scripted_policies(self) -> dict[str, ScriptedPolicy]:
+        from rounds.envs.clinic.baselines import bayes_policy, random_policy, reference_policy
+
+        return {"reference": reference_policy, "bayes": bayes_policy, "random": random_policy}
+
+    # ------------------------------------------------------------- hooks
+
+    def _begin(self, task_id: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        record, case = self.source.get(task_id)
+        self.patient = ClinicCase(record=record, case=case)
+        self.ordered, self.exam_turns, self.hits, self.total_cost = [], 0, 0, 0.0
+        self.diagnosis = None
+        self._results = {}
+        self._index_record(record)
+        if case is not None:
+            self.reference = self.kb.workup(case.diagnosis, case.sex)
+        else:
+            self.reference = list(
+                dict.fromkeys(self._exam_key(name) for name in record.recommended_exam_names)
+            )
+        self.posterior = None
+        if case is not None and isinstance(self.world_model, KnowledgeWorldModel):
+            self.posterior = Posterior(self.kb)
+            self.posterior.observe_all(case.observations())
+        return record.case_summary, {"answer": record.final_diagnosis, **self._posterior_info()}
+
+    def _index_record(self, record: CaseRecord) -> None:
+        self._record_by_exam = {}
+        self._record_names = NameTable(cutoff=88.0)
+        for name in record.key_pertinent_results_dict:
+            exam_id, _ = self.exam_matcher.resolve(name)
+            if exam_id is not None:
+                self._record_by_exam.setdefault(exam_id, name)
+            self._record_names.add(name, name)
+
+    def _exam_key(self, name: str) -> str:
+        exam_id, _ = self.exam_matcher.resolve(name)
+        return exam_id if exam_id is not None else f"record:{normalise(name)}"
+
+    def _posterior_info(self) -> dict[str, Any]:
+        if self.posterior is None:
+            return {}
+        return {
+            "posterior_entropy": self.posterior.entropy,
+            "posterior_top": [[self.kb.disease(d).name, p] for d, p in self.posterior.top(3)],
+        }
+
+    def _act(self, text: str) -> StepResult:
+        action = parse_action(text)
+        if action.kind == "diagnose":
+            self.diagnosis = action.name
+            return StepResult(
+                f"Final diagnosis recorded: {action.name}. The consultation is over.",
+                terminated=True,
+                info={"answer": self._answer(), **self._posterior_info()},
+            )
+        return self._order(action)
+
+    def _answer(self) -> str:
+        assert self.patient is not None
+        return self.patient.record.final_diagnosis
+
+    def _resolve_request(self, name: str) -> tuple[ExamRequest, str] | None:
+        exam_id, found = self.exam_matcher.resolve(name)
+        note = ""
+        if len(found) > 1:
+            first = self.kb.exams[found[0]].name
+            note = f"You asked for several exams; only the first, {first}, was done. Order one exam per turn."
+        if exam_id is not None:
+            request = ExamRequest(
+                exam_id, self.kb.exams[exam_id].name, self._record_by_exam.get(exam_id)
+            )
+            return request, note
+        match = self._record_names.lookup(name)
+        if (
+            match is not None
+            and len(match.ids) == 1
+            and not isinstance(self.world_model, KnowledgeWorldModel)
+        ):
+            return ExamRequest(None, match.ids[0], match.ids[0]), note
+        return None
+
+    def _order(self, action: ClinicAction) -> StepResult:
+        assert self.patient is not None
+        resolved = self._resolve_request(action.name)
+        if resolved is None:
+            examples = ", ".join(e.name for e in list(self.kb.exams.values())[:6])
+            raise InvalidAction(
+                f"{action.name!r} is not available at this facility. Order an examination from the "
+                f"catalogue (e.g. {examples}; the system prompt lists them all), or give your diagnosis."
+            )
+        request, note = resolved
+        note = " ".join(n for n in (action.note, note) if n)
+        key = (
+            request.exam_id if request.exam_id is not None else f"record:{normalise(request.name)}"
+        )
+        components: dict[str, float] = {}
+        self.exam_turns += 1
+        if key in self.reference or request.record_name is not None:
+            self.hits += 1
+        if key in self._results:
+            text = self._results[key]
+            components["repeat_penalty"] = REPEAT_PENALTY
+            note = " ".join(
+                n for n in (note, "This exam was already done; the result is unchanged.") if n
+            )
+        else:
+            outcome = self.world_model.examine(self.patient, request)
+            text = outcome.text
+            self._results[key] = text
+            self.ordered.append(key)
+            self.patient.history.append((request.name, text))
+            if request.exam_id is not None:
+                cost = self.kb.exams[request.exam_id].cost
+                self.total_cost += cost
+                components["cost"] = -cost
+            if self.posterior is not None:
+                before = self.posterior.entropy
+                for result in outcome.results:
+                    self.posterior.observe(result.key, result.level)
+                components["info_gain"] = before - self.posterior.entropy
+        observation = f"Exam name:\n{request.name}\nExam results:\n{text}"
+        if note:
+            observation += f"\n\nNote: {note}"
+        if self.turn == self.max_turns - 1:
+            observation += (
+                "\n\nYou have one turn left: your next reply must be your final diagnosis."
+            )
+        return StepResult(
+            observation, components, info={"answer": self._answer(), **self._posterior_info()}
+        )
+
+    def _finish(self, terminated: bool) -> EpisodeEnd:
+        assert self.patient is not None
+        record = self.patient.record
+        given = self.diagnosis is not None
+        truth = (
+            self.patient.case.diagnosis if self.patient.case is not None else record.final_diagnosis
+        )
+        correct = given and self.diagnosis_matcher.same(self.diagnosis or "", truth)
+        ordered, reference = set(self.ordered), set(self.reference)
+        overlap = len(ordered & reference)
+        if not ordered and not reference:
+            precision = recall = 1.0
+        else:
+            precision = overlap / len(ordered) if ordered else 0.0
+            recall = overlap / len(reference) if reference else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+        metrics = {
+            "success": float(correct),
+            "diagnosis_correct": float(correct),
+            "diagnosis_given": float(given),
+            "exam_precision": precision,
+            "exam_recall": recall,
+            "exam_f1": f1,
+            "exams_ordered": float(len(self.ordered)),
+            "total_cost": self.total_cost,
+        }
+        if self.exam_turns:
+            metrics["hit_ratio"] = self.hits / self.exam_turns
+        if self.posterior is not None and self.patient.case is not None:
+            metrics["final_entropy"] = self.posterior.entropy
+            metrics["truth_probability"] = self.posterior.probability(self.patient.case.diagnosis)
+        return EpisodeEnd(
+            components={
+                "outcome": float(correct),
+                "completion": COMPLETION_BONUS * float(given),
+                "exam_f1": EXAM_F1_FACTOR * f1,
+            },
+            metrics=metrics,
+        )
+
+    def _invalid_hint(self) -> str:
+        return FORMAT_HELP
+
+    def _truncation_message(self) -> str:
+        return f"The turn limit ({self.max_turns}) is reached without a final diagnosis."
+
+    def close(self) -> None:
+        self.world_model.close()
+        super().close()

@@ -1,0 +1,427 @@
+"""The clinical knowledge base: diseases, examinations and presentation features.
+
+Loaded from the YAML files in ``knowledge/`` and validated with pydantic, then
+compiled into one table per feature, ``P(level | diagnosis)``, which is all the
+case model, the exact posterior and the ``bayes`` agent need.
+
+Every feature is one of three kinds:
+
+- numeric (an analyte or vital sign): levels ``very_low``, ``low``, ``normal``,
+  ``high``, ``very_high`` (those the ranges define), each a closed grid of values
+  at the feature's precision;
+- categorical: named states, each with its report text;
+- a binary finding: states ``absent`` and ``present``.
+
+Exam findings keep at least :data:`FINDING_FLOOR` probability on every level, so
+no single result rules a diagnosis out (tests have false positives and
+negatives); demographics and the chief complaint are used exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from rounds.storage import read_yaml
+
+KNOWLEDGE_DIR = Path(__file__).with_name("knowledge")
+
+#: Minimum probability of any level of an exam or presentation finding.
+FINDING_FLOOR = 0.01
+
+LEVEL_ORDER = ("very_low", "low", "normal", "high", "very_high")
+FLAGS = {"very_low": "LL", "low": "L", "normal": "", "high": "H", "very_high": "HH"}
+
+Sex = Literal["female", "male"]
+
+
+class NumericFeature(BaseModel):
+    """A measured value with a reference range (an analyte, a vital sign)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    unit: str
+    ref: tuple[float, float] | None = None
+    ref_male: tuple[float, float] | None = None
+    ref_female: tuple[float, float] | None = None
+    range: tuple[float, float]
+    very_low_below: float | None = None
+    very_high_above: float | None = None
+    decimals: int = 0
+    default: dict[str, float] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> NumericFeature:
+        if self.ref is None and (self.ref_male is None or self.ref_female is None):
+            raise ValueError(f"{self.name}: give ref, or both ref_male and ref_female")
+        for sex in ("male", "female"):
+            low, high = self.reference(sex)  # type: ignore[arg-type]
+            if not self.range[0] <= low <= high <= self.range[1]:
+                raise ValueError(f"{self.name}: reference {low}-{high} outside range {self.range}")
+        return self
+
+    def reference(self, sex: Sex) -> tuple[float, float]:
+        """The normal range for a patient of ``sex``."""
+        specific = self.ref_female if sex == "female" else self.ref_male
+        return specific or self.ref  # type: ignore[return-value]
+
+    @property
+    def step(self) -> float:
+        return 10.0 ** (-self.decimals)
+
+    def level_bounds(self, sex: Sex) -> dict[str, tuple[float, float]]:
+        """Each level's closed value interval for a patient of ``sex`` (empty levels omitted)."""
+        step = self.step
+        ref_low, ref_high = self.reference(sex)
+        low_edge, high_edge = self.range
+        bounds: dict[str, tuple[float, float]] = {}
+        if self.very_low_below is not None:
+            bounds["very_low"] = (low_edge, self.very_low_below - step)
+            bounds["low"] = (self.very_low_below, ref_low - step)
+        else:
+            bounds["low"] = (low_edge, ref_low - step)
+        bounds["normal"] = (ref_low, ref_high)
+        if self.very_high_above is not None:
+            bounds["high"] = (ref_high + step, self.very_high_above)
+            bounds["very_high"] = (self.very_high_above + step, high_edge)
+        else:
+            bounds["high"] = (ref_high + step, high_edge)
+        return {k: (round(a, 6), round(b, 6)) for k, (a, b) in bounds.items() if b >= a - 1e-9}
+
+    def levels(self) -> tuple[str, ...]:
+        """The levels this feature has (the same for both sexes)."""
+        names = set(self.level_bounds("male")) | set(self.level_bounds("female"))
+        return tuple(level for level in LEVEL_ORDER if level in names)
+
+
+class CategoricalFeature(BaseModel):
+    """A result with named states (a culture's organism, an ECG rhythm)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    states: dict[str, str]
+    default: dict[str, float] | None = None
+
+    def levels(self) -> tuple[str, ...]:
+        return tuple(self.states)
+
+
+class FindingFeature(BaseModel):
+    """A finding that is present or absent (an imaging sign, a physical sign)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    finding: str
+    rate: float = Field(ge=0.0, le=1.0)
+
+    @property
+    def name(self) -> str:
+        return self.finding
+
+    def levels(self) -> tuple[str, ...]:
+        return ("absent", "present")
+
+
+Feature = NumericFeature | CategoricalFeature | FindingFeature
+
+
+class Exam(BaseModel):
+    """An examination the agent can order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    kind: Literal["lab", "microbiology", "bedside", "procedure", "ecg", "imaging", "physical"]
+    cost: float = Field(ge=0)
+    synonyms: list[str] = Field(default_factory=list)
+    features: dict[str, NumericFeature | CategoricalFeature | FindingFeature] = Field(
+        default_factory=dict
+    )
+    includes: list[str] = Field(default_factory=list)
+    normal: str | None = None
+
+
+class Disease(BaseModel):
+    """A diagnosis and how it conditions every feature of a case."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+    source: str
+    prevalence: float = Field(gt=0)
+    age: dict[str, float]
+    female: float = Field(ge=0.0, le=1.0)
+    complaints: dict[str, float]
+    findings: dict[str, float | dict[str, float]] = Field(default_factory=dict)
+    workup: list[str]
+    workup_female: list[str] = Field(default_factory=list)
+
+
+class PresentationItem(BaseModel):
+    """A symptom or history item: its text, and its rate where a diagnosis does not name it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    rate: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class Presentation(BaseModel):
+    """Features of the initial presentation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    negative_report_rate: float = Field(ge=0.0, le=1.0)
+    positive_report_rate: float = Field(ge=0.0, le=1.0)
+    symptom_rate: float = Field(ge=0.0, le=1.0)
+    history_rate: float = Field(ge=0.0, le=1.0)
+    age_bands: dict[str, tuple[int, int]]
+    complaints: dict[str, str]
+    symptoms: dict[str, PresentationItem]
+    history: dict[str, PresentationItem]
+    vitals: dict[str, NumericFeature]
+
+    @field_validator("symptoms", "history", mode="before")
+    @classmethod
+    def _text_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: {"text": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+
+def _normalise(
+    dist: Mapping[str, float], levels: tuple[str, ...], what: str, floor: float
+) -> np.ndarray:
+    unknown = set(dist) - set(levels)
+    if unknown:
+        raise ValueError(f"{what}: unknown levels {sorted(unknown)}; levels are {list(levels)}")
+    values = np.array([float(dist.get(level, 0.0)) for level in levels])
+    if (values < 0).any():
+        raise ValueError(f"{what}: negative probability")
+    total = values.sum()
+    if not math.isclose(total, 1.0, abs_tol=0.02):
+        raise ValueError(f"{what}: probabilities sum to {total:.3f}, not 1")
+    values = values / total
+    if floor > 0:
+        values = np.maximum(values, floor)
+        values = values / values.sum()
+    return values
+
+
+def _default_distribution(feature: Feature) -> dict[str, float]:
+    if isinstance(feature, FindingFeature):
+        return {"absent": 1.0 - feature.rate, "present": feature.rate}
+    if feature.default is not None:
+        return dict(feature.default)
+    if isinstance(feature, CategoricalFeature):
+        first = feature.levels()[0]
+        rest = feature.levels()[1:]
+        return {first: 0.96, **{s: 0.04 / len(rest) for s in rest}} if rest else {first: 1.0}
+    levels = feature.levels()
+    dist = {"normal": 0.9}
+    tails = [lv for lv in ("low", "high") if lv in levels]
+    for level in tails:
+        dist[level] = 0.1 / len(tails)
+    if not tails:
+        dist["normal"] = 1.0
+    return dist
+
+
+class FeatureTable:
+    """One feature's ``P(level | diagnosis)`` as a ``(diagnoses, levels)`` array, with its logs."""
+
+    def __init__(
+        self, key: str, feature: Feature | None, levels: tuple[str, ...], probs: np.ndarray
+    ) -> None:
+        self.key = key
+        self.feature = feature
+        self.levels = levels
+        self.level_index = {level: i for i, level in enumerate(levels)}
+        self.probs = probs
+        self.cumulative = np.cumsum(probs, axis=1)
+        self.log_probs = np.log(probs, where=probs > 0, out=np.full_like(probs, -np.inf))
+
+
+class KnowledgeBase:
+    """The validated knowledge base with one :class:`FeatureTable` per feature.
+
+    Feature keys: ``"<exam>.<feature>"`` for exam features, ``"symptoms.<s>"``,
+    ``"history.<h>"``, ``"vitals.<v>"``, and ``"complaint"``, ``"age_band"``, ``"sex"``.
+    """
+
+    def __init__(
+        self,
+        exams: dict[str, Exam],
+        diseases: list[Disease],
+        presentation: Presentation,
+        broader_terms: dict[str, list[str]],
+    ) -> None:
+        self.exams = exams
+        self.diseases = diseases
+        self.presentation = presentation
+        self.broader_terms = broader_terms
+        self.disease_index = {d.id: i for i, d in enumerate(diseases)}
+        if len(self.disease_index) != len(diseases):
+            raise ValueError("duplicate disease ids")
+        prevalence = np.array([d.prevalence for d in diseases], dtype=float)
+        self.prior = prevalence / prevalence.sum()
+        self.log_prior = np.log(self.prior)
+        self.features: dict[str, Feature] = {}
+        for exam_id, exam in exams.items():
+            for feature_id, feature in exam.features.items():
+                self.features[f"{exam_id}.{feature_id}"] = feature
+        for vital_id, vital in presentation.vitals.items():
+            self.features[f"vitals.{vital_id}"] = vital
+        self.exam_features: dict[str, list[str]] = {}
+        for exam_id in exams:
+            self.exam_features[exam_id] = self._features_of(exam_id, set())
+        self.tables: dict[str, FeatureTable] = {}
+        self._compile()
+
+    # -------------------------------------------------------------- compile
+
+    def _features_of(self, exam_id: str, seen: set[str]) -> list[str]:
+        if exam_id not in self.exams:
+            raise ValueError(f"unknown exam {exam_id!r}")
+        if exam_id in seen:
+            raise ValueError(f"exam {exam_id!r} includes itself")
+        exam = self.exams[exam_id]
+        keys = [f"{exam_id}.{f}" for f in exam.features]
+        for included in exam.includes:
+            keys += [k for k in self._features_of(included, seen | {exam_id}) if k not in keys]
+        if not keys:
+            raise ValueError(f"exam {exam_id!r} has no features")
+        return keys
+
+    def _compile(self) -> None:
+        presentation = self.presentation
+        n = len(self.diseases)
+        for disease in self.diseases:
+            for key in disease.findings:
+                group, _, name = key.partition(".")
+                if group in ("symptoms", "history"):
+                    if name not in getattr(presentation, group):
+                        raise ValueError(f"{disease.id}: unknown {group} item {name!r}")
+                elif key not in self.features:
+                    raise ValueError(f"{disease.id}: unknown feature {key!r}")
+            for exam_id in [*disease.workup, *disease.workup_female]:
+                if exam_id not in self.exams:
+                    raise ValueError(f"{disease.id}: unknown workup exam {exam_id!r}")
+            if set(disease.complaints) - set(presentation.complaints):
+                raise ValueError(
+                    f"{disease.id}: unknown complaints {set(disease.complaints) - set(presentation.complaints)}"
+                )
+            if set(disease.age) - set(presentation.age_bands):
+                raise ValueError(
+                    f"{disease.id}: unknown age bands {set(disease.age) - set(presentation.age_bands)}"
+                )
+        for terms in self.broader_terms.values():
+            for disease_id in terms:
+                if disease_id not in self.disease_index:
+                    raise ValueError(f"broader term names unknown disease {disease_id!r}")
+
+        # Exam and vital-sign features.
+        for key, feature in self.features.items():
+            levels = feature.levels()
+            default = _default_distribution(feature)
+            rows = []
+            for disease in self.diseases:
+                given = disease.findings.get(key)
+                if given is None:
+                    dist = default
+                elif isinstance(given, dict):
+                    dist = given
+                elif len(levels) == 2 and not isinstance(feature, NumericFeature):
+                    # A number gives the probability of the second (abnormal) state.
+                    dist = {levels[0]: 1.0 - given, levels[1]: given}
+                else:
+                    raise ValueError(
+                        f"{disease.id}.{key}: a number is only allowed for a two-state feature"
+                    )
+                rows.append(_normalise(dist, levels, f"{disease.id}: {key}", FINDING_FLOOR))
+            self.tables[key] = FeatureTable(key, feature, levels, np.vstack(rows))
+
+        # Symptoms and history: reported present, denied, or not mentioned. A
+        # present item is mentioned with probability r+, an absent one denied with r-.
+        q = presentation.negative_report_rate
+        r = presentation.positive_report_rate
+        for group in ("symptoms", "history"):
+            group_rate = (
+                presentation.symptom_rate if group == "symptoms" else presentation.history_rate
+            )
+            items: dict[str, PresentationItem] = getattr(presentation, group)
+            for name, item in items.items():
+                key = f"{group}.{name}"
+                background = item.rate if item.rate is not None else group_rate
+                rows = []
+                for disease in self.diseases:
+                    p = float(disease.findings.get(key, background))  # type: ignore[arg-type]
+                    p = min(max(p, FINDING_FLOOR), 1.0 - FINDING_FLOOR)
+                    rows.append([p * r, (1 - p) * q, p * (1 - r) + (1 - p) * (1 - q)])
+                self.tables[key] = FeatureTable(
+                    key, None, ("present", "denied", "unmentioned"), np.array(rows)
+                )
+
+        complaints = tuple(presentation.complaints)
+        self.tables["complaint"] = FeatureTable(
+            "complaint",
+            None,
+            complaints,
+            np.vstack(
+                [
+                    _normalise(d.complaints, complaints, f"{d.id}: complaints", 0.0)
+                    for d in self.diseases
+                ]
+            ),
+        )
+        bands = tuple(presentation.age_bands)
+        self.tables["age_band"] = FeatureTable(
+            "age_band",
+            None,
+            bands,
+            np.vstack([_normalise(d.age, bands, f"{d.id}: age", 0.0) for d in self.diseases]),
+        )
+        self.tables["sex"] = FeatureTable(
+            "sex",
+            None,
+            ("female", "male"),
+            np.array([[d.female, 1.0 - d.female] for d in self.diseases]),
+        )
+        assert all(t.probs.shape[0] == n for t in self.tables.values())
+
+    # -------------------------------------------------------------- queries
+
+    def disease(self, disease_id: str) -> Disease:
+        return self.diseases[self.disease_index[disease_id]]
+
+    def workup(self, disease_id: str, sex: Sex) -> list[str]:
+        """The reference exams for a case of ``disease_id`` in a patient of ``sex``."""
+        disease = self.disease(disease_id)
+        extra = disease.workup_female if sex == "female" else []
+        return [*disease.workup, *[e for e in extra if e not in disease.workup]]
+
+
+@functools.cache
+def load_knowledge(directory: Path = KNOWLEDGE_DIR) -> KnowledgeBase:
+    """Load, validate and compile the knowledge base (cached per process)."""
+
+    def read(name: str) -> dict:  # type: ignore[type-arg]
+        return read_yaml(directory / name)  # type: ignore[no-any-return]
+
+    exams_doc = read("exams.yaml")
+    diseases_doc = read("diseases.yaml")
+    exams = {k: Exam.model_validate(v) for k, v in exams_doc["exams"].items()}
+    diseases = [Disease.model_validate(d) for d in diseases_doc["diseases"]]
+    presentation = Presentation.model_validate(read("presentation.yaml"))
+    broader = {str(k): list(v) for k, v in (diseases_doc.get("broader_terms") or {}).items()}
+    return KnowledgeBase(exams, diseases, presentation, broader)

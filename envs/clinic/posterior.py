@@ -1,0 +1,73 @@
+"""The exact posterior over diagnoses under the case model.
+
+Given the diagnosis, every feature of a case is drawn independently (the case
+model is a naive-Bayes network), so after observing features ``x_1..x_k``
+
+    P(d | x) ∝ P(d) Π_i P(x_i | d)
+
+and unobserved features marginalise out. Entropies are in nats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from rounds.envs.clinic.knowledge import KnowledgeBase
+
+
+def entropy(probs: np.ndarray) -> float:
+    """Shannon entropy ``-Σ p log p`` in nats (zero-probability terms count 0)."""
+    nonzero = probs[probs > 0]
+    return float(-(nonzero * np.log(nonzero)).sum())
+
+
+def normalise_log(log_weights: np.ndarray) -> np.ndarray:
+    """Probabilities from unnormalised log-weights (stable softmax; all -inf gives uniform)."""
+    top = np.max(log_weights)
+    if not np.isfinite(top):
+        return np.full_like(log_weights, 1.0 / len(log_weights))
+    weights = np.exp(log_weights - top)
+    return weights / weights.sum()
+
+
+class Posterior:
+    """The posterior over the knowledge base's diagnoses, updated one observation at a time."""
+
+    def __init__(self, kb: KnowledgeBase) -> None:
+        self.kb = kb
+        self.log_weights = kb.log_prior.copy()
+        self.observed: dict[str, str] = {}
+        self._probs: np.ndarray | None = None
+
+    def observe(self, key: str, level: str) -> bool:
+        """Condition on feature ``key`` having ``level``; False (no change) if already observed."""
+        if key in self.observed:
+            return False
+        table = self.kb.tables[key]
+        self.log_weights = self.log_weights + table.log_probs[:, table.level_index[level]]
+        self.observed[key] = level
+        self._probs = None
+        return True
+
+    def observe_all(self, observations: Mapping[str, str]) -> None:
+        for key, level in observations.items():
+            self.observe(key, level)
+
+    @property
+    def probs(self) -> np.ndarray:
+        if self._probs is None:
+            self._probs = normalise_log(self.log_weights)
+        return self._probs
+
+    @property
+    def entropy(self) -> float:
+        return entropy(self.probs)
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` most probable diagnoses with their probabilities."""
+        order = np.argsort(-self.probs, kind="stable")[:k]
+        return [(self.kb.diseases[i].id, float(self.probs[i])) for i in order]
+
+    def probability(self, disease_id: str) -> float:
+        return float(self.probs[self.kb.disease_index[disease_id]])

@@ -1,0 +1,205 @@
+"""A tiny causal LM built offline: Qwen2 architecture, byte-level BPE, a ChatML template.
+
+``tiny()`` trains the tokenizer on a fixed built-in corpus and initialises the
+weights from a seed, so the same arguments give the same model, byte for
+byte, on any machine without a network. The result is saved once under the
+cache directory (``$ROUNDS_CACHE``, default ``~/.cache/rounds``) and reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+#: Bump when the builder changes, so old cached models are not reused.
+TINY_VERSION = 3
+
+TINY_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 1024,
+    "hidden_size": 64,
+    "intermediate_size": 176,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 8192,
+    "seed": 0,
+}
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>"]
+
+# ChatML, as Qwen2 uses it, with tool specs in the system turn and tool results as
+# user turns. Written without "{%-": transformers renders with trim_blocks and
+# lstrip_blocks, and a dash would also eat the newlines ChatML needs.
+CHAT_TEMPLATE = (
+    "{% if tools %}"
+    "<|im_start|>system\n"
+    "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}{% else %}You are a helpful assistant.{% endif %}"
+    "\n\n\n# Tools\nYou may call one of these functions:\n<tools>"
+    "{% for tool in tools %}\n\n{{ tool | tojson }}{% endfor %}"
+    '\n</tools>\nTo call a function, reply with <tool_call>{"name": <name>, "arguments": <arguments>}</tool_call>'
+    "<|im_end|>\n"
+    "{% elif messages[0]['role'] == 'system' %}"
+    "<|im_start|>system\n{{ messages[0]['content'] }}<|im_end|>\n"
+    "{% endif %}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}"
+    "{% elif message['role'] == 'tool' %}"
+    "<|im_start|>user\n<tool_response>\n{{ message['content'] }}\n</tool_response><|im_end|>\n"
+    "{% elif message['role'] == 'assistant' and message.get('tool_calls') %}"
+    "<|im_start|>assistant\n{% if message['content'] %}{{ message['content'] }}\n{% endif %}"
+    "{% for call in message['tool_calls'] %}"
+    '<tool_call>{"name": "{{ call[\'function\'][\'name\'] }}", "arguments": '
+    "{% if call['function']['arguments'] is string %}{{ call['function']['arguments'] }}"
+    "{% else %}{{ call['function']['arguments'] | tojson }}{% endif %}}</tool_call>"
+    "{% endfor %}<|im_end|>\n"
+    "{% else %}"
+    "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+_CORPUS = """
+You are a helpful assistant. Reply with one command. The agent acts in a home, a clinic or a program.
+go to the fridge, open the drawer, take the apple from the countertop, put the mug in the cabinet,
+clean the plate with the sinkbasin, heat the potato with the microwave, cool the bottle with the fridge,
+use the desklamp, examine the book, look, inventory. Your task is to put a clean mug on the shelf.
+You arrive at the countertop. On the countertop you see a knife, a fork and a spoon. Nothing happens.
+The patient is a 54 year old man with chest pain and shortness of breath. Vital signs: temperature 37.2,
+heart rate 104 per minute, blood pressure 142/88 mmHg, respiratory rate 20, oxygen saturation 95 percent.
+Exam name: Complete blood count. Exam results: White blood cells 12.4 x10^9/L [H] (reference 4.0-11.0).
+Hemoglobin, platelets, sodium, potassium, creatinine, glucose, troponin, lipase, D-dimer, lactate.
+Chest X-ray, CT abdomen and pelvis, ultrasound, electrocardiogram, echocardiogram, urinalysis, culture.
+Current diagnosis: pneumonia. Based on the patient's initial presentation, the following investigation(s)
+should be performed: chest X-ray. Reason: fever and cough. The available information is sufficient to make
+a diagnosis. Diagnosis: acute appendicitis. exam: lipase. diagnosis: pulmonary embolism.
+{"name": "order_exam", "arguments": {"exam": "CBC"}} {"name": "diagnose", "arguments": {"diagnosis": "stroke"}}
+The answer is 42. Think step by step. <think> </think> <plan> </plan> <explore> </explore> <reflect> </reflect>
+0 1 2 3 4 5 6 7 8 9 10 11 12 20 30 40 50 60 70 80 90 100 1000 yes no true false correct wrong higher lower
+def main(): return None  class Test:  import os  assert x == y  diff --git a/file.py b/file.py
+"""
+
+
+def _config_key(config: dict[str, Any]) -> str:
+    blob = json.dumps(
+        {"version": TINY_VERSION, **config, "corpus": _CORPUS, "template": CHAT_TEMPLATE},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """Where built models are kept: ``$ROUNDS_CACHE/models`` (default ``~/.cache/rounds/models``)."""
+    root = os.environ.get("ROUNDS_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "rounds"
+    )
+    return Path(root) / "models"
+
+
+def _build(directory: Path, config: dict[str, Any]) -> None:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        GenerationConfig,
+        PreTrainedTokenizerFast,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=config["vocab_size"],
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator([_CORPUS] * 4, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        chat_template=CHAT_TEMPLATE,
+        padding_side="left",
+        model_max_length=config["max_position_embeddings"],
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    torch.manual_seed(config["seed"])
+    model_config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=config["hidden_size"],
+        intermediate_size=config["intermediate_size"],
+        num_hidden_layers=config["num_hidden_layers"],
+        num_attention_heads=config["num_attention_heads"],
+        num_key_value_heads=config["num_key_value_heads"],
+        max_position_embeddings=config["max_position_embeddings"],
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+    model = Qwen2ForCausalLM(model_config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=[model_config.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")],
+        pad_token_id=tokenizer.pad_token_id,
+        do_sample=True,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+    )
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+
+def tiny(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Path:
+    """Build (or reuse) the tiny model and return its directory.
+
+    Args:
+        path: where to save it; default: a directory in the cache named by a hash of
+            the settings, reused on later calls.
+        overrides: settings to change from :data:`TINY_DEFAULTS` (e.g. ``num_hidden_layers=1``).
+
+    Returns:
+        A directory that ``AutoModelForCausalLM.from_pretrained`` and
+        ``AutoTokenizer.from_pretrained`` load.
+    """
+    unknown = set(overrides) - set(TINY_DEFAULTS)
+    if unknown:
+        raise ValueError(
+            f"unknown tiny-model settings {sorted(unknown)}; settings: {sorted(TINY_DEFAULTS)}"
+        )
+    config = {**TINY_DEFAULTS, **overrides}
+    target = Path(path) if path is not None else cache_dir() / f"tiny-{_config_key(config)}"
+    if (target / "config.json").exists() and (target / "tokenizer.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        _build(staging, config)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except OSError:
+        # Another process finished the same build first; its copy is identical.
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "config.json").exists():
+            raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def resolve_model(name: str) -> str:
+    """``"tiny"`` to the tiny model's directory; any other name (a path or hub id) unchanged."""
+    if name == "tiny":
+        return str(tiny())
+    return name
