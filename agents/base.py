@@ -22,7 +22,20 @@ class Action:
 
     text: str
     token_ids: list[int] | None = None
+    """The completion tokens as sampled (ending with the end-of-turn token)."""
     logprobs: list[float] | None = None
+    """``log π(token)`` of each completion token at sampling time."""
+    prompt_ids: list[int] | None = None
+    """The tokens added to the conversation before this completion: the whole prompt on the
+    first turn, then the template's rendering of the new observation. Concatenating
+    ``prompt_ids + token_ids`` over the turns gives the episode's token sequence."""
+    sampled_mask: list[int] | None = None
+    """1 for each of ``token_ids`` the policy sampled, 0 for one the agent appended (an
+    end-of-turn token after a reply cut at the length limit)."""
+    context_reset: bool = False
+    """The prompt was rebuilt from truncated messages (the conversation outgrew the context)."""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    """Tool calls in OpenAI's format, when the agent called a tool."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0
@@ -46,6 +59,8 @@ class Chat:
     rng: np.random.Generator
     info: dict[str, Any] = field(default_factory=dict)
     """The env's latest info dict (e.g. ``admissible_commands``)."""
+    state: dict[str, Any] = field(default_factory=dict)
+    """The agent's own per-episode state (e.g. the token sequence so far)."""
 
 
 @runtime_checkable
@@ -65,10 +80,16 @@ class Agent(Protocol):
 
 
 class BaseAgent(ABC):
-    """Convenience base: ``act_batch`` calls ``act`` in turn (batched backends override it)."""
+    """Convenience base: ``act_batch`` calls ``act`` in turn (batched backends override it).
+
+    ``batched`` tells the chat loop how to drive the agent: a batched agent (a local
+    model) gets one ``act_batch`` call per round for all live episodes; any other
+    agent runs each episode on its own worker, so a slow reply holds up no one.
+    """
 
     name: str = "agent"
     model: str | None = None
+    batched: bool = False
 
     @abstractmethod
     def act(self, chat: Chat) -> Action:
@@ -76,3 +97,7 @@ class BaseAgent(ABC):
 
     def act_batch(self, chats: Sequence[Chat]) -> list[Action]:
         return [self.act(chat) for chat in chats]
+
+    def close(self) -> None:
+        """Release the agent's resources (HTTP clients, engines)."""
+        return None

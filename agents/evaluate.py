@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+
 from rounds.agents.loop import EpisodeSpec, Rollout, run_episodes
 from rounds.agents.registry import make_agent
-
 from rounds.registration import make
 from rounds.stats import summarize_episodes
 from rounds.storage import RunDir

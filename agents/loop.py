@@ -1,11 +1,13 @@
 """The one chat loop: any env becomes a conversation, many episodes at once.
 
 The system prompt and tools come from the env, observations become user
-messages and actions assistant messages. Live episodes advance in lockstep:
-each round asks the agent for all their actions in one batch (so a model agent
-batches generation, an API agent sends requests concurrently), then steps the
-envs in a thread pool with a timeout, so a slow or hung env cannot stall the
-rest. Every finished episode is yielded as a :class:`Rollout` holding the
+messages (tool messages after a tool call) and actions assistant messages.
+A batched agent (a local model) drives live episodes in lockstep: each round
+asks it for all their actions in one ``act_batch`` call, so generation is
+batched. Any other agent (an API client, a scripted baseline) runs each episode
+on its own worker, so a slow reply holds up no other episode. Either way env
+steps run in a thread pool with a timeout, so a slow or hung env cannot stall
+the rest. Every finished episode is yielded as a :class:`Rollout` holding the
 :class:`~rounds.records.Episode` record and the agent's raw actions (with token
 ids and log-probs for model agents).
 """
@@ -13,6 +15,8 @@ ids and log-probs for model agents).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import itertools
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -21,8 +25,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from rounds.agents.base import Action, Agent, Chat
 
+from rounds.agents.base import Action, Agent, Chat
+from rounds.agents.chat import append_turn
 from rounds.records import Episode, TokenUsage, Turn
 from rounds.text_env import TextEnv
 
@@ -137,7 +142,7 @@ def run_episodes(
     Args:
         make_env: builds one env (called once per concurrent slot, and again after an
             env failed or timed out, since it may be left in a bad state).
-        agent: the agent; it gets one ``act_batch`` call per round.
+        agent: the agent; a batched one gets one ``act_batch`` call per round.
         specs: the episodes to run, in order.
         env_id: recorded in each episode.
         concurrency: how many episodes are live at once.
@@ -146,10 +151,28 @@ def run_episodes(
     Yields:
         Each episode as it finishes (not necessarily in ``specs`` order).
     """
+    if getattr(agent, "batched", False):
+        yield from _run_lockstep(
+            make_env, agent, specs, env_id, max(1, concurrency), step_timeout_s
+        )
+    else:
+        yield from _run_independent(
+            make_env, agent, specs, env_id, max(1, concurrency), step_timeout_s
+        )
+
+
+def _run_lockstep(
+    make_env: Callable[[], gym.Env[str, str]],
+    agent: Agent,
+    specs: Iterable[EpisodeSpec],
+    env_id: str,
+    concurrency: int,
+    step_timeout_s: float | None,
+) -> Iterator[Rollout]:
     pending = iter(specs)
-    slots: list[_Live | None] = [None] * max(1, concurrency)
-    envs: list[gym.Env[str, str] | None] = [None] * len(slots)
-    pool = cf.ThreadPoolExecutor(max_workers=len(slots), thread_name_prefix="rounds-env")
+    slots: list[_Live | None] = [None] * concurrency
+    envs: list[gym.Env[str, str] | None] = [None] * concurrency
+    pool = cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rounds-env")
     try:
         while True:
             for i, live in enumerate(slots):
@@ -164,7 +187,10 @@ def run_episodes(
             if not active:
                 return
             chats = [slots[i].chat for i in active]  # type: ignore[union-attr]
-            actions = agent.act_batch(chats)
+            try:
+                actions = agent.act_batch(chats)
+            except Exception as err:  # an agent bug ends these episodes, not the run
+                actions = [Action(text="", error=_describe(err)) for _ in chats]
             if len(actions) != len(chats):
                 raise RuntimeError(
                     f"{type(agent).__name__}.act_batch returned {len(actions)} actions for {len(chats)} chats"
@@ -193,6 +219,65 @@ def run_episodes(
                 env.close()
 
 
+def _run_independent(
+    make_env: Callable[[], gym.Env[str, str]],
+    agent: Agent,
+    specs: Iterable[EpisodeSpec],
+    env_id: str,
+    concurrency: int,
+    step_timeout_s: float | None,
+) -> Iterator[Rollout]:
+    idle: list[gym.Env[str, str]] = []
+    all_envs: list[gym.Env[str, str]] = []
+    lock = threading.Lock()
+    step_pool = cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rounds-env")
+
+    def episode(spec: EpisodeSpec) -> Rollout:
+        with lock:
+            env = idle.pop() if idle else None
+        if env is None:
+            env = make_env()
+            with lock:
+                all_envs.append(env)
+        live = _start(spec, env, env_id, agent)
+        while True:
+            try:
+                action = agent.act(live.chat)
+            except Exception as err:  # an agent bug ends this episode, not the run
+                action = Action(text="", error=_describe(err))
+            live.actions.append(action)
+            future = step_pool.submit(_step, env, action.text) if action.error is None else None
+            finished = _advance(live, action, future, step_timeout_s)
+            if finished is not None:
+                rollout, env_ok = finished
+                if env_ok:
+                    with lock:
+                        idle.append(env)
+                return rollout
+
+    workers = cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rounds-episode")
+    pending = iter(specs)
+    running: set[cf.Future[Rollout]] = set()
+    try:
+        for spec in itertools.islice(pending, 2 * concurrency):
+            running.add(workers.submit(episode, spec))
+        while running:
+            done, running = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                for spec in itertools.islice(pending, 1):
+                    running.add(workers.submit(episode, spec))
+                yield future.result()
+    finally:
+        workers.shutdown(wait=False, cancel_futures=True)
+        step_pool.shutdown(wait=False, cancel_futures=True)
+        for env in all_envs:
+            env.close()
+
+
+def _describe(err: BaseException) -> str:
+    return "".join(traceback.format_exception_only(err)).strip()
+
+
 def _advance(
     live: _Live,
     action: Action,
@@ -218,7 +303,7 @@ def _advance(
         except cf.TimeoutError:
             reason = f"env step timed out after {step_timeout_s:g}s"
         except Exception as err:  # an env bug must not take down a whole run
-            reason = "env error: " + "".join(traceback.format_exception_only(err)).strip()
+            reason = "env error: " + _describe(err)
     if reason is not None:
         live.episode.turns.append(Turn(**turn))
         env_ok = future is None
@@ -233,8 +318,7 @@ def _advance(
             info={**_recorded(info, live.chat.env), "env_latency_s": elapsed},
         )
     )
-    live.chat.messages.append({"role": "assistant", "content": action.text})
-    live.chat.messages.append({"role": "user", "content": observation})
+    append_turn(live.chat.messages, action, observation)
     live.chat.info = info
     live.observation = observation
     if terminated or truncated:

@@ -165,3 +165,47 @@ def test_play_stops_on_end_of_input() -> None:
     result = runner.invoke(app, ["play", "rounds/Household-v0", "--seed", "1"], input="look\n")
     assert result.exit_code == 0, result.output
     assert "Stopped." in result.output
+
+
+def test_eval_with_a_local_model_agent(tmp_path: Path) -> None:
+    out = tmp_path / "hf"
+    args = [
+        "eval",
+        "rounds/Household-v0",
+        "--agent",
+        "hf",
+        "--model",
+        "tiny",
+        "--episodes",
+        "3",
+        "--concurrency",
+        "3",
+    ]
+    args += ["--max-new-tokens", "8", "-k", "max_turns=3", "--out", str(out)]
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    episodes = list(RunDir(out).episodes())
+    assert len(episodes) == 3 and all(e.agent == "hf" and e.model == "tiny" for e in episodes)
+    assert all(e.num_turns == 3 and e.turns[0].tokens.completion > 0 for e in episodes)
+    assert RunDir(out).read_config()["agent_options"] == {"model": "tiny", "max_new_tokens": 8}
+
+
+def test_eval_model_agent_errors(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["eval", "rounds/Household-v0", "--agent", "hf", "--out", str(tmp_path / "a")]
+    )
+    assert result.exit_code == 2 and "needs a model" in result.output
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "rounds/Household-v0",
+            "--agent",
+            "expert",
+            "--base-url",
+            "http://x",
+            "--out",
+            str(tmp_path / "b"),
+        ],
+    )
+    assert result.exit_code == 2 and "--base-url is only for --agent openai" in result.output

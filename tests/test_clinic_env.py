@@ -10,11 +10,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from fake_openai import completion_body, fake_openai_server
-from rounds.envs.clinic.env import DiagGymEnv
-from rounds.envs.clinic.parsing import parse_action
 
 import rounds  # noqa: F401
 from rounds.actions import InvalidAction
+from rounds.envs.clinic.env import DiagGymEnv
+from rounds.envs.clinic.parsing import parse_action
 
 
 @pytest.fixture()
@@ -306,9 +306,9 @@ def test_llm_world_model_over_an_openai_compatible_server() -> None:
 def test_llm_world_model_with_a_locally_trained_tiny_model(tmp_path: Path) -> None:
     """A tiny causal LM trained for a few seconds learns the format and to stop at <SEP>."""
     import torch
-    from rounds.envs.clinic.llm_world_model import diaggym_prompt
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from rounds.envs.clinic.llm_world_model import diaggym_prompt
     from rounds.models import tiny
 
     path = tiny(tmp_path / "wm")

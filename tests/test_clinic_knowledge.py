@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from rounds.envs.clinic import cases as C
 from rounds.envs.clinic.knowledge import (
     Disease,

@@ -5,12 +5,12 @@ import copy
 import gymnasium as gym
 import numpy as np
 import pytest
+
+import rounds
 from rounds.envs.household.env import HouseholdEnv
 from rounds.envs.household.expert import expert_command
 from rounds.envs.household.generate import SPLIT_SIZES, parse_task_id
 from rounds.envs.household.world import TASK_SHORT_NAMES, TaskType
-
-import rounds
 
 
 def run_expert(env: HouseholdEnv, task_id: str) -> tuple[list[str], dict]:

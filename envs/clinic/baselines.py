@@ -14,11 +14,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from rounds.envs.clinic.posterior import Posterior, normalise_log
 
 if TYPE_CHECKING:
     from rounds.envs.clinic.env import DiagGymEnv
-
     from rounds.text_env import TextEnv
 
 #: ``bayes`` diagnoses once the most probable diagnosis has this probability.

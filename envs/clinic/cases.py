@@ -21,6 +21,7 @@ from typing import Any, overload
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
 from rounds.envs.clinic.knowledge import (
     FLAGS,
     CategoricalFeature,

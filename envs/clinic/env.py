@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from rounds.actions import InvalidAction
 from rounds.envs.clinic.cases import CaseRecord
 from rounds.envs.clinic.knowledge import load_knowledge
 from rounds.envs.clinic.matching import DiagnosisMatcher, ExamMatcher, NameTable, normalise
@@ -18,8 +19,6 @@ from rounds.envs.clinic.world_model import (
     LookupWorldModel,
     WorldModel,
 )
-
-from rounds.actions import InvalidAction
 from rounds.stats import harmonic_mean
 from rounds.text_env import EpisodeEnd, ScriptedPolicy, StepResult, TextEnv
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rapidfuzz import fuzz, process
+
 from rounds.envs.clinic.knowledge import KnowledgeBase
 
 _FILLER = re.compile(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+
 from rounds.envs.clinic.knowledge import KnowledgeBase
 
 

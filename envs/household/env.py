@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rounds.actions import InvalidAction, command_line, split_reasoning
 from rounds.envs.household.catalog import load_catalog
 from rounds.envs.household.commands import GRAMMAR, Command, parse_command
 from rounds.envs.household.expert import expert_policy, random_policy
 from rounds.envs.household.generate import generate, parse_task_id, task_ids
 from rounds.envs.household.world import TASK_SHORT_NAMES, World
-
-from rounds.actions import InvalidAction, command_line, split_reasoning
 from rounds.text_env import EpisodeEnd, ScriptedPolicy, StepResult, TextEnv
 
 _META_TAGS = ("plan", "explore", "reflect")

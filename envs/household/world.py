@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from rounds.envs.household.catalog import Catalog, Transform
-
 from rounds.actions import InvalidAction
+from rounds.envs.household.catalog import Catalog, Transform
 
 
 class TaskType(StrEnum):

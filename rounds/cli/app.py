@@ -38,16 +38,17 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def parse_env_args(pairs: list[str] | None) -> dict[str, Any]:
-    """``["max_rooms=1", "task_types=[heat]"]`` -> ``{"max_rooms": 1, "task_types": ["heat"]}``."""
+    """``KEY=VALUE`` pairs with YAML values: ``["max_rooms=1", "task_types=[heat]"]`` ->
+    ``{"max_rooms": 1, "task_types": ["heat"]}``."""
     kwargs: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            fail(f"--env-arg {pair!r} is not KEY=VALUE, e.g. --env-arg max_rooms=1")
+            fail(f"{pair!r} is not KEY=VALUE, e.g. max_rooms=1")
         try:
             kwargs[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as err:
-            fail(f"--env-arg {pair!r}: the value is not valid YAML ({err})")
+            fail(f"{pair!r}: the value is not valid YAML ({err})")
     return kwargs
 
 

@@ -7,7 +7,31 @@ from typing import Annotated, Any
 
 import typer
 
-from rounds.cli.app import EnvArgs, Variant, app, console, env_kwargs_for, fail
+from rounds.cli.app import EnvArgs, Variant, app, console, env_kwargs_for, fail, parse_env_args
+
+
+def agent_options_for(
+    agent: str,
+    model: str | None,
+    base_url: str | None,
+    temperature: float | None,
+    max_new_tokens: int | None,
+    pairs: list[str] | None,
+) -> dict[str, Any]:
+    """The agent's options from the CLI flags (``max_new_tokens`` is ``max_tokens`` for openai)."""
+    options: dict[str, Any] = {}
+    if model is not None:
+        options["model"] = model
+    if base_url is not None:
+        if agent != "openai":
+            fail("--base-url is only for --agent openai")
+        options["base_url"] = base_url
+    if temperature is not None:
+        options["temperature"] = temperature
+    if max_new_tokens is not None:
+        options["max_tokens" if agent == "openai" else "max_new_tokens"] = max_new_tokens
+    options.update(parse_env_args(pairs))
+    return options
 
 
 def print_summary(summary: dict[str, Any], title: str) -> None:
@@ -33,8 +57,33 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
 def eval_command(
     env_id: Annotated[str, typer.Argument(help="Env id, e.g. rounds/Household-v0.")],
     agent: Annotated[
-        str, typer.Option(help="Agent: a scripted baseline of the env (expert, random, ...).")
+        str,
+        typer.Option(
+            help="Agent: a scripted baseline of the env (expert, bayes, random, ...), or hf, vllm, openai."
+        ),
     ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model for hf/vllm/openai: a local path, a hub id, 'tiny', or a served model name."
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="OpenAI-compatible endpoint for --agent openai (default $OPENAI_BASE_URL)."
+        ),
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="Sampling temperature of a model agent.")
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="Longest reply per turn of a model agent.")
+    ] = None,
+    agent_arg: Annotated[
+        list[str] | None,
+        typer.Option("--agent-arg", "-a", help="Agent option KEY=VALUE (YAML value). Repeatable."),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Run directory to write.")] = Path("runs/eval"),
     episodes: Annotated[int | None, typer.Option(help="Tasks to run, one episode each.")] = None,
     split: Annotated[str, typer.Option(help="Task split: train, validation or test.")] = "test",
@@ -52,10 +101,14 @@ def eval_command(
     from rounds.registration import make
 
     kwargs = env_kwargs_for(env_id, variant, env_arg)
+    agent_options = agent_options_for(
+        agent, model, base_url, temperature, max_new_tokens, agent_arg
+    )
     config = EvalConfig(
         env_id=env_id,
         env_kwargs=kwargs,
         agent=agent,
+        agent_options=agent_options,
         split=split,
         episodes=episodes,
         seed=seed,
@@ -94,7 +147,7 @@ def eval_command(
             summary = evaluate(config, out, resume=resume, on_episode=on_episode)
         except RunDirError as err:
             fail(str(err))
-        except ValueError as err:
+        except (ValueError, ImportError) as err:
             fail(str(err))
     print_summary(summary, f"{agent} on {env_id} ({split} split)")
     console.print(f"Run directory: [bold]{out}[/]")

@@ -1,0 +1,162 @@
+"""``hf``: a transformers causal LM, batched across episodes, returning sampled tokens and log-probs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rounds.agents.base import Action, BaseAgent, Chat
+from rounds.agents.chat import tool_calls_in_text
+from rounds.agents.tokens import ConversationTokens
+
+
+class HFAgent(BaseAgent):
+    """A local causal LM (CPU or GPU) that generates for many episodes in one batch.
+
+    Prompts are left-padded; each sequence stops at its own end-of-turn token. The
+    log-probs are ``log softmax(logits / temperature)`` of the sampled tokens, the
+    sampling distribution when ``top_p=1`` and ``top_k=0`` (the defaults).
+
+    Args:
+        model: a local path, a hub id, or ``"tiny"``; or pass ``model_obj`` and ``tokenizer``.
+        device, dtype: where and how to load the weights.
+        max_new_tokens: longest reply per turn.
+        temperature, top_p, top_k: sampling; ``temperature=0`` is greedy.
+        max_context_tokens: default: the model's ``max_position_embeddings``.
+        seed: seeds sampling (together with the number of calls so far).
+        use_tools: pass env tool specs to the chat template when it renders tools.
+    """
+
+    batched = True
+
+    def __init__(
+        self,
+        model: str = "tiny",
+        *,
+        model_obj: Any = None,
+        tokenizer: Any = None,
+        device: str = "cpu",
+        dtype: str = "auto",
+        max_new_tokens: int = 256,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        max_context_tokens: int | None = None,
+        seed: int = 0,
+        use_tools: bool = True,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        from rounds.models import resolve_model
+
+        hf_logging.disable_progress_bar()
+        self.name = "hf"
+        self.model = model
+        if model_obj is None:
+            path = resolve_model(model)
+            torch_dtype = getattr(torch, dtype) if dtype != "auto" else "auto"
+            model_obj = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        if tokenizer is None:
+            raise ValueError("pass the tokenizer together with model_obj")
+        self.lm = model_obj
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.device = device
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.top_k = top_k
+        self.seed = seed
+        self._calls = 0
+        context = max_context_tokens or int(
+            getattr(self.lm.config, "max_position_embeddings", 32_768)
+        )
+        self.tokens = ConversationTokens(tokenizer, use_tools=use_tools, max_context_tokens=context)
+        stops = self.lm.generation_config.eos_token_id
+        stops = stops if isinstance(stops, list) else [stops]
+        self.stop_ids = sorted({int(s) for s in stops if s is not None} | {self.tokens.eos_id})
+        self.tokens.stop_ids = set(self.stop_ids)
+
+    def act(self, chat: Chat) -> Action:
+        return self.act_batch([chat])[0]
+
+    def act_batch(self, chats: Sequence[Chat]) -> list[Action]:
+        import torch
+
+        started = time.perf_counter()
+        prompts = [self.tokens.prompt(chat, self.max_new_tokens) for chat in chats]
+        width = max(len(ids) for ids, _, _ in prompts)
+        pad = int(self.tokenizer.pad_token_id)
+        input_ids = torch.tensor(
+            [[pad] * (width - len(ids)) + ids for ids, _, _ in prompts], device=self.device
+        )
+        attention = torch.tensor(
+            [[0] * (width - len(ids)) + [1] * len(ids) for ids, _, _ in prompts], device=self.device
+        )
+        greedy = self.temperature <= 0
+        torch.manual_seed(self.seed * 1_000_003 + self._calls)
+        self._calls += 1
+        self.lm.eval()
+        with torch.no_grad():
+            out = self.lm.generate(
+                input_ids=input_ids,
+                attention_mask=attention,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=not greedy,
+                temperature=None if greedy else self.temperature,
+                top_p=None if greedy else self.top_p,
+                top_k=None if greedy else self.top_k,
+                eos_token_id=self.stop_ids,
+                pad_token_id=pad,
+                return_dict_in_generate=True,
+                output_logits=True,
+            )
+        new = out.sequences[:, width:]
+        scale = 1.0 if greedy else self.temperature
+        logprobs = (
+            torch.stack(
+                [
+                    torch.log_softmax(step.float() / scale, dim=-1)
+                    .gather(1, new[:, t : t + 1])
+                    .squeeze(1)
+                    for t, step in enumerate(out.logits)
+                ],
+                dim=1,
+            )
+            if out.logits
+            else torch.zeros_like(new, dtype=torch.float)
+        )
+        elapsed = time.perf_counter() - started
+        actions = []
+        for row, (chat, (ids, delta, reset)) in enumerate(zip(chats, prompts, strict=True)):
+            sampled = new[row].tolist()
+            length = next(
+                (i + 1 for i, t in enumerate(sampled) if t in self.stop_ids), len(sampled)
+            )
+            completion = sampled[:length]
+            row_logprobs = logprobs[row, :length].tolist()
+            tokens, mask = self.tokens.record(chat, completion)
+            row_logprobs += [0.0] * (len(tokens) - len(row_logprobs))
+            text = self.tokens.decode(tokens)
+            actions.append(
+                Action(
+                    text=text,
+                    token_ids=tokens,
+                    logprobs=row_logprobs,
+                    prompt_ids=delta,
+                    sampled_mask=mask,
+                    context_reset=reset,
+                    tool_calls=tool_calls_in_text(text),
+                    prompt_tokens=len(ids),
+                    completion_tokens=int(sum(mask)),
+                    latency_s=elapsed,
+                    finish_reason="stop" if mask[-1] == 1 else "length",
+                )
+            )
+        return actions

@@ -1,0 +1,120 @@
+"""One token sequence per episode, built as the conversation grows.
+
+A local-model agent must train on exactly the tokens it sampled. Re-rendering
+the whole conversation through the chat template each turn and tokenizing the
+text again can split the earlier replies into different tokens (re-tokenisation
+drift) and costs time quadratic in the conversation's length. Instead,
+:class:`ConversationTokens` keeps the sampled tokens as they are and tokenizes
+only what the template adds for each new observation: the rendering of the new
+messages after a fixed dummy exchange, minus the rendering of that exchange.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rounds.agents.base import Chat
+from rounds.agents.chat import fit_messages
+
+_DUMMY = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
+_MARK = "\u2063MARK\u2063"
+
+
+class ConversationTokens:
+    """Incremental token sequences for chats, with a tokenizer's chat template.
+
+    Args:
+        tokenizer: a Hugging Face tokenizer with a chat template.
+        use_tools: pass the env's tool specs to the template (when it renders tools).
+        max_context_tokens: the model's context; a longer conversation is rebuilt from
+            messages with the oldest observations cut (marked ``context_reset``).
+    """
+
+    def __init__(
+        self, tokenizer: Any, *, use_tools: bool = True, max_context_tokens: int = 32_768
+    ) -> None:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                "the tokenizer has no chat template; rounds needs one to build conversations"
+            )
+        self.tokenizer = tokenizer
+        self.use_tools = use_tools and "tools" in str(tokenizer.chat_template)
+        self.max_context_tokens = max_context_tokens
+        self.eos_id = int(tokenizer.eos_token_id)
+        #: Tokens that end a reply as sampled (the model's end-of-turn and end-of-text tokens).
+        self.stop_ids: set[int] = {self.eos_id}
+        eos_text = tokenizer.convert_ids_to_tokens(self.eos_id)
+        rendered = self._render(
+            [{"role": "user", "content": "x"}, {"role": "assistant", "content": _MARK}], None, False
+        )
+        tail = rendered.split(_MARK, 1)[1] if _MARK in rendered else ""
+        # What the template writes after the end-of-turn token (e.g. "\n"), which sampling stops before.
+        self.after_eos = tail[len(eos_text) :] if tail.startswith(eos_text) else ""
+
+    def _render(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, generation: bool
+    ) -> str:
+        return str(
+            self.tokenizer.apply_chat_template(
+                messages, tools=tools, tokenize=False, add_generation_prompt=generation
+            )
+        )
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def _tools(self, chat: Chat) -> list[dict[str, Any]] | None:
+        return chat.tools if self.use_tools and chat.tools else None
+
+    def prompt(self, chat: Chat, max_new_tokens: int) -> tuple[list[int], list[int], bool]:
+        """The context to generate from, the tokens it added this turn, and whether it was rebuilt."""
+        state = chat.state
+        tools = self._tools(chat)
+        if "ids" not in state:
+            delta = self.encode(self._render(chat.messages, tools, True))
+            ids = delta
+        else:
+            new = chat.messages[state["next"] :]
+            before = self._render(_DUMMY, tools, False)
+            after = self._render(_DUMMY + new, tools, True)
+            text = (
+                after[len(before) :] if after.startswith(before) else self._render(new, None, True)
+            )
+            delta = self.encode(self.after_eos + text)
+            ids = state["ids"] + delta
+        reset = False
+        if len(ids) + max_new_tokens > self.max_context_tokens:
+            budget = max(1, self.max_context_tokens - max_new_tokens)
+            fitted = fit_messages(
+                chat.messages,
+                budget,
+                count=lambda m: len(self.encode(str(m.get("content") or ""))) + 8,
+            )
+            ids = delta = self.encode(self._render(fitted, tools, True))[-budget:]
+            reset = True
+        state["ids"] = ids
+        state["next"] = len(chat.messages) + 1  # the reply about to be sampled is kept as tokens
+        return ids, delta, reset
+
+    def record(self, chat: Chat, completion: list[int]) -> tuple[list[int], list[int]]:
+        """Append a completion; a reply cut at the length limit gets an end-of-turn token (mask 0).
+
+        Returns the completion tokens as appended and their sampled mask.
+        """
+        tokens = list(completion)
+        mask = [1] * len(tokens)
+        if not tokens or tokens[-1] not in self.stop_ids:
+            tokens.append(self.eos_id)
+            mask.append(0)
+        chat.state["ids"] = chat.state["ids"] + tokens
+        return tokens, mask
+
+    def decode(self, tokens: list[int]) -> str:
+        """The reply's text: the tokens before the end-of-turn token, invalid bytes replaced."""
+        if tokens and tokens[-1] in self.stop_ids:
+            tokens = tokens[:-1]
+        text = str(self.tokenizer.decode(tokens, skip_special_tokens=False))
+        for special in (self.tokenizer.pad_token, self.tokenizer.eos_token):
+            if special:
+                text = text.replace(special, "")
+        return text

@@ -1,0 +1,412 @@
+"""Agents and the chat loop: token sequences, batching, API failures, bad outputs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from fake_openai import chat_body, fake_openai_server
+
+import rounds
+from rounds.agents import Action, BaseAgent, Chat, EpisodeSpec, make_agent, run_episodes
+from rounds.agents.chat import TRUNCATION_MARKER, append_turn, fit_messages, tool_calls_in_text
+from rounds.agents.hf import HFAgent
+from rounds.agents.openai_agent import OpenAIAgent
+from rounds.text_env import EpisodeEnd, StepResult, TextEnv
+
+
+@pytest.fixture(scope="module")
+def hf_agent() -> HFAgent:
+    return HFAgent("tiny", max_new_tokens=12, seed=0)
+
+
+def diaggym() -> gym.Env:
+    return gym.make("rounds/DiagGym-v0", split="test")
+
+
+def run(agent: BaseAgent, env_id: str, n: int, concurrency: int = 2, **env_kwargs: Any) -> list:
+    specs = [EpisodeSpec(task_id=None, seed=i, agent_seed=i) for i in range(n)]
+    return list(
+        run_episodes(
+            lambda: gym.make(env_id, **env_kwargs),
+            agent,
+            specs,
+            env_id=env_id,
+            concurrency=concurrency,
+        )
+    )
+
+
+# ------------------------------------------------------------------ chat helpers
+
+
+def test_fit_messages_keeps_system_and_cuts_oldest_observations_first() -> None:
+    messages = [
+        {"role": "system", "content": "S" * 400},
+        {"role": "user", "content": "task " * 100},
+        {"role": "assistant", "content": "a1"},
+        {"role": "user", "content": "obs1 " * 100},
+        {"role": "assistant", "content": "a2"},
+        {"role": "user", "content": "obs2 " * 100},
+        {"role": "assistant", "content": "a3"},
+        {"role": "user", "content": "latest " * 50},
+    ]
+    count = lambda m: len(str(m["content"]))  # noqa: E731
+    fitted = fit_messages(messages, 1400, count=count)  # fits once obs1 and obs2 are cut
+    assert fitted[0] == messages[0]
+    assert fitted[3]["content"] == TRUNCATION_MARKER  # oldest observation first
+    assert fitted[5]["content"] == TRUNCATION_MARKER
+    assert fitted[1] == messages[1] and fitted[7] == messages[7]  # the task and the latest stay
+    tight = fit_messages(messages, 700, count=count)
+    assert tight[0] == messages[0] and tight[1]["content"] == TRUNCATION_MARKER
+    assert sum(count(m) for m in tight) == 700  # the latest observation keeps the tail that fits
+    assert tight[7]["content"].startswith(TRUNCATION_MARKER) and tight[7]["content"].endswith(
+        "latest "
+    )
+    assert messages[3]["content"].startswith("obs1")  # the input is not modified
+
+
+def test_tool_calls_in_text_and_tool_messages() -> None:
+    text = 'thinking <tool_call>{"name": "order_exam", "arguments": {"exam": "CBC"}}</tool_call>'
+    calls = tool_calls_in_text(text)
+    assert calls[0]["function"]["name"] == "order_exam"
+    assert json.loads(calls[0]["function"]["arguments"]) == {"exam": "CBC"}
+    assert tool_calls_in_text("<tool_call>{broken</tool_call>") == []
+    messages: list[dict[str, Any]] = []
+    append_turn(messages, Action(text=text, tool_calls=calls), "Exam results: ...")
+    assert messages[0]["role"] == "assistant" and messages[0]["content"] == "thinking"
+    assert messages[1] == {
+        "role": "tool",
+        "tool_call_id": calls[0]["id"],
+        "content": "Exam results: ...",
+    }
+
+
+# ------------------------------------------------------------------ hf agent
+
+
+def test_hf_episode_token_sequence_is_exactly_what_was_sampled(hf_agent: HFAgent) -> None:
+    env = diaggym()
+    spec = EpisodeSpec(task_id="rounds-test-0002", seed=0, agent_seed=0)
+    rollout = next(run_episodes(lambda: env, hf_agent, [spec], env_id="rounds/DiagGym-v0"))
+    tokenizer = hf_agent.tokenizer
+    sequence: list[int] = []
+    drift = 0
+    for action in rollout.actions[:3]:
+        assert action.prompt_ids and action.token_ids and action.logprobs
+        assert len(action.logprobs) == len(action.token_ids) == len(action.sampled_mask)
+        sequence += action.prompt_ids
+        start = len(sequence)
+        sequence += action.token_ids
+        assert sequence[start:] == action.token_ids
+        retokenized = tokenizer(
+            tokenizer.decode(action.token_ids), add_special_tokens=False
+        ).input_ids
+        drift += retokenized != action.token_ids
+    assert drift > 0, (
+        "sampled tokens of a random tiny model are usually not the canonical tokenization"
+    )
+    # The sequence decodes to the conversation as the chat template renders it.
+    decoded = tokenizer.decode(sequence)
+    messages = rollout.messages[: 1 + 2 * 3]  # system, then (observation, reply) x 3
+    rendered = tokenizer.apply_chat_template(messages, tools=env.unwrapped.tools, tokenize=False)
+    assert rendered == decoded + "\n"
+
+
+def test_hf_logprobs_match_a_teacher_forced_forward_pass(hf_agent: HFAgent) -> None:
+    env = diaggym()
+    env.reset(seed=1)
+    chat = Chat(
+        messages=[
+            {"role": "system", "content": "s"},
+            {"role": "user", "content": "Patient with fever."},
+        ],
+        tools=[],
+        env=env.unwrapped,
+        rng=np.random.default_rng(0),
+    )
+    other = Chat(
+        messages=[{"role": "user", "content": "short"}],
+        tools=[],
+        env=env.unwrapped,
+        rng=np.random.default_rng(1),
+    )
+    actions = hf_agent.act_batch([chat, other])
+    for action in actions:
+        sampled = [t for t, m in zip(action.token_ids, action.sampled_mask, strict=True) if m]
+        ids = torch.tensor([action.prompt_ids + sampled])
+        with torch.no_grad():
+            logits = hf_agent.lm(ids).logits[0, len(action.prompt_ids) - 1 : -1]
+        expected = (
+            torch.log_softmax(logits.float() / hf_agent.temperature, -1)
+            .gather(1, torch.tensor(sampled)[:, None])
+            .squeeze(1)
+        )
+        np.testing.assert_allclose(action.logprobs[: len(sampled)], expected.numpy(), atol=2e-4)
+
+
+def test_hf_left_padding_does_not_change_greedy_output() -> None:
+    agent = HFAgent("tiny", max_new_tokens=10, temperature=0.0)
+    env = diaggym().unwrapped
+
+    def chat(text: str) -> Chat:
+        return Chat(
+            messages=[{"role": "user", "content": text}],
+            tools=[],
+            env=env,
+            rng=np.random.default_rng(0),
+        )
+
+    alone = agent.act_batch([chat("exam: CBC please")])[0]
+    batched = agent.act_batch([chat("a much longer observation " * 8), chat("exam: CBC please")])[1]
+    assert alone.token_ids == batched.token_ids
+    assert all(lp <= 1e-6 for lp in batched.logprobs)
+
+
+def test_hf_context_window_management_rebuilds_from_truncated_messages() -> None:
+    agent = HFAgent("tiny", max_new_tokens=8, max_context_tokens=300)
+    episodes = run(agent, "rounds/DiagGym-v0", 1, concurrency=1)
+    rollout = episodes[0]
+    assert any(a.context_reset for a in rollout.actions)
+    assert all(a.prompt_tokens + 8 <= 300 for a in rollout.actions)
+
+
+# ------------------------------------------------------------------ openai agent
+
+
+def test_openai_agent_plays_with_tool_calls_and_retries() -> None:
+    state = {"calls": 0}
+
+    def handler(path: str, payload: dict) -> tuple[int, object, dict[str, str]]:
+        state["calls"] += 1
+        if state["calls"] == 1:
+            return 500, {"error": "overloaded"}, {}
+        if state["calls"] == 2:
+            return 200, "{not json", {}
+        if state["calls"] == 3:
+            return 429, {"error": "slow down"}, {"Retry-After": "0"}
+        assert payload["tools"][0]["function"]["name"] == "order_exam"
+        last = payload["messages"][-1]
+        if last["role"] == "tool":
+            return (
+                200,
+                chat_body(
+                    None,
+                    [
+                        {
+                            "id": "c2",
+                            "type": "function",
+                            "function": {
+                                "name": "diagnose",
+                                "arguments": '{"diagnosis": "pneumonia"}',
+                            },
+                        }
+                    ],
+                ),
+                {},
+            )
+        return (
+            200,
+            chat_body(
+                "Let me check.",
+                [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "order_exam", "arguments": '{"exam": "chest X-ray"}'},
+                    }
+                ],
+            ),
+            {},
+        )
+
+    with fake_openai_server(handler) as (base_url, received):
+        agent = OpenAIAgent("fake-model", base_url=base_url, backoff_s=0.01)
+        rollout = run(agent, "rounds/DiagGym-v0", 1, concurrency=1)[0]
+    episode = rollout.episode
+    assert not episode.truncated and episode.num_turns == 2
+    assert "Chest X-ray" in episode.turns[1].observation
+    assert episode.turns[0].tokens.prompt == 12 and episode.turns[0].tokens.completion == 7
+    assert rollout.messages[3]["role"] == "tool" and rollout.messages[3]["tool_call_id"] == "c1"
+    assert episode.metrics["diagnosis_given"] == 1.0
+    assert state["calls"] == 5
+
+
+def test_openai_failures_end_the_episode_not_the_run() -> None:
+    def handler(path: str, payload: dict) -> tuple[int, object, dict[str, str]]:
+        if "FAIL" in payload["messages"][1]["content"]:
+            return 500, {"error": "down"}, {}
+        return 200, chat_body("look"), {}
+
+    with fake_openai_server(handler) as (base_url, _):
+        agent = OpenAIAgent("m", base_url=base_url, max_retries=1, backoff_s=0.01)
+        env_id = "examples/EchoFail-v0"
+        rounds.register_env(env_id, entry_point=f"{__name__}:EchoEnv")
+        specs = [EpisodeSpec(task_id=t) for t in ("ok-1", "FAIL-2", "ok-3")]
+        rollouts = {
+            r.episode.task_id: r.episode
+            for r in run_episodes(
+                lambda: gym.make(env_id), agent, specs, env_id=env_id, concurrency=2
+            )
+        }
+    assert rollouts["FAIL-2"].truncated
+    assert (
+        "agent error" in rollouts["FAIL-2"].meta["truncation_reason"]
+        and "HTTP 500" in rollouts["FAIL-2"].meta["truncation_reason"]
+    )
+    assert not rollouts["ok-1"].truncated and not rollouts["ok-3"].truncated
+
+
+def test_openai_agent_requests_run_concurrently() -> None:
+    def handler(path: str, payload: dict) -> tuple[int, object, dict[str, str]]:
+        time.sleep(0.3)
+        return 200, chat_body("look"), {}
+
+    with fake_openai_server(handler) as (base_url, _):
+        agent = OpenAIAgent("m", base_url=base_url)
+        env_id = "examples/EchoFail-v0"
+        rounds.register_env(env_id, entry_point=f"{__name__}:EchoEnv")
+        specs = [EpisodeSpec(task_id=f"ok-{i}") for i in range(8)]
+        started = time.perf_counter()
+        done = list(
+            run_episodes(lambda: gym.make(env_id), agent, specs, env_id=env_id, concurrency=8)
+        )
+        elapsed = time.perf_counter() - started
+    assert len(done) == 8 and elapsed < 1.5  # 8 x 0.3 s sequentially would take 2.4 s
+
+
+# ------------------------------------------------------------------ the loop with bad agents and envs
+
+
+class EchoEnv(TextEnv):
+    """One-turn env: any non-empty reply ends the episode; 'slow' sleeps; 'boom' raises."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_turns=3, **kwargs)
+
+    @property
+    def system_prompt(self) -> str:
+        return "Say anything."
+
+    def task_ids(self, split: str | None = None) -> list[str]:
+        return [f"ok-{i}" for i in range(10)]
+
+    def _begin(self, task_id: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return f"Task {task_id}", {}
+
+    def _act(self, text: str) -> StepResult:
+        if text == "slow":
+            time.sleep(2.0)
+        if text == "boom":
+            raise RuntimeError("the env broke")
+        return StepResult(f"echo {text}", terminated=True)
+
+    def _finish(self, terminated: bool) -> EpisodeEnd:
+        return EpisodeEnd({"outcome": float(terminated)}, {"success": float(terminated)})
+
+
+class ScriptAgent(BaseAgent):
+    """Replies from a list of texts, one per turn of every episode."""
+
+    def __init__(self, replies: Sequence[str], batched: bool = False) -> None:
+        self.replies = list(replies)
+        self.batched = batched
+        self.name = "script"
+        self._lock = threading.Lock()
+        self._turns: dict[int, int] = {}
+
+    def act(self, chat: Chat) -> Action:
+        with self._lock:
+            turn = self._turns.get(id(chat), 0)
+            self._turns[id(chat)] = turn + 1
+        reply = self.replies[min(turn, len(self.replies) - 1)]
+        if reply == "RAISE":
+            raise ValueError("agent bug")
+        return Action(text=reply)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_bad_model_outputs_are_recorded_and_the_run_continues(batched: bool) -> None:
+    env_id = "examples/EchoFail-v0"
+    rounds.register_env(env_id, entry_point=f"{__name__}:EchoEnv")
+    bad = [
+        "",
+        "   \n\t",
+        "la " * 5000,
+        "bad bytes \udcff\ud800",
+        '{"name": "order_exam", "arguments": {"exam": 3}}',
+    ]
+    agent = ScriptAgent([*bad[:3], "ok"], batched=batched)
+    rollouts = list(
+        run_episodes(lambda: gym.make(env_id), agent, [EpisodeSpec(task_id="ok-1")], env_id=env_id)
+    )
+    turns = rollouts[0].episode.turns
+    assert [t.info["invalid_action"] for t in turns] == [True, True, False]
+    clinic = ScriptAgent([*bad[3:], "diagnosis: flu"], batched=batched)
+    episode = next(
+        run_episodes(
+            lambda: gym.make("rounds/DiagGym-v0"),
+            clinic,
+            [EpisodeSpec(seed=0)],
+            env_id="rounds/DiagGym-v0",
+        )
+    ).episode
+    assert [t.info["invalid_action"] for t in episode.turns] == [True, True, False]
+    assert episode.turns[0].action == "bad bytes ??"
+
+
+def test_agent_exceptions_and_env_failures_truncate_only_their_episode() -> None:
+    env_id = "examples/EchoFail-v0"
+    rounds.register_env(env_id, entry_point=f"{__name__}:EchoEnv")
+    specs = [EpisodeSpec(task_id="ok-1"), EpisodeSpec(task_id="ok-2"), EpisodeSpec(task_id="ok-3")]
+    reasons = {}
+    for reply in ("RAISE", "boom", "slow"):
+        agent = ScriptAgent([reply])
+        for rollout in run_episodes(
+            lambda: gym.make(env_id), agent, specs[:1], env_id=env_id, step_timeout_s=0.3
+        ):
+            reasons[reply] = rollout.episode.meta.get("truncation_reason", "")
+            assert rollout.episode.truncated
+    assert reasons["RAISE"].startswith("agent error: ValueError: agent bug")
+    assert reasons["boom"].startswith("env error: RuntimeError: the env broke")
+    assert reasons["slow"] == "env step timed out after 0.3s"
+    fine = list(
+        run_episodes(
+            lambda: gym.make(env_id), ScriptAgent(["hi"]), specs, env_id=env_id, concurrency=2
+        )
+    )
+    assert len(fine) == 3 and all(not r.episode.truncated for r in fine)
+
+
+def test_registry_errors_say_what_to_do() -> None:
+    env = gym.make("rounds/Household-v0").unwrapped
+    with pytest.raises(ValueError, match="needs a model"):
+        make_agent("hf", env)
+    with pytest.raises(ValueError, match="unknown agent 'gpt'"):
+        make_agent("gpt", env)
+    with pytest.raises(ValueError, match=r"agent 'hf'.*unexpected keyword"):
+        make_agent("hf", env, model="tiny", beam_width=3)
+
+
+@pytest.mark.gpu
+def test_vllm_agent_on_gpu() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("GPU test: needs a CUDA GPU and vLLM (rounds[vllm])")
+    pytest.importorskip("vllm", reason="GPU test: needs vLLM (pip install 'rounds[vllm]')")
+    agent = make_agent(
+        "vllm",
+        gym.make("rounds/DiagGym-v0").unwrapped,
+        model="tiny",
+        max_new_tokens=8,
+        gpu_memory_utilization=0.2,
+    )
+    rollout = run(agent, "rounds/DiagGym-v0", 2)[0]
+    action = rollout.actions[0]
+    assert action.token_ids and len(action.logprobs) == len(action.token_ids)
