@@ -353,3 +353,35 @@ def test_llm_world_model_with_a_locally_trained_tiny_model(tmp_path: Path) -> No
 def test_invalid_action_exception_type_is_shared() -> None:
     with pytest.raises(InvalidAction):
         parse_action("nonsense")
+
+
+def test_llm_judge_decides_and_falls_back_to_aliases() -> None:
+    from fake_openai import chat_body
+
+    def handler(path: str, payload: dict) -> tuple[int, object, dict[str, str]]:
+        prompt = payload["messages"][0]["content"]
+        if "Stated diagnosis: broken" in prompt:
+            return 500, {"error": "down"}, {}
+        return 200, chat_body("Yes." if "heart muscle" in prompt else "no"), {}
+
+    with fake_openai_server(handler) as (base_url, received):
+        env = DiagGymEnv(
+            judge="llm", judge_options={"model": "judge", "base_url": base_url, "max_retries": 0}
+        )
+        env.reset(options={"task_id": "rounds-test-0003"})  # heart failure
+        assert env.step("diagnosis: failing heart muscle")[4]["metrics"]["diagnosis_correct"] == 1.0
+        env.reset(options={"task_id": "rounds-test-0003"})
+        assert (
+            env.step("diagnosis: acute heart failure")[4]["metrics"]["diagnosis_correct"] == 0.0
+        )  # the judge said no
+        env.reset(options={"task_id": "rounds-test-0003"})
+        assert (
+            env.step("diagnosis: broken")[4]["metrics"]["diagnosis_correct"] == 0.0
+        )  # alias fallback
+        assert env.judge.fallbacks == 1
+        assert (
+            "Reference diagnosis: Acute decompensated heart failure"
+            in received[0][1]["messages"][0]["content"]
+        )
+    with pytest.raises(ValueError, match="judge_options"):
+        DiagGymEnv(judge="llm")

@@ -119,6 +119,9 @@ class DiagGymEnv(TextEnv):
     - ``cases``: ``"bank"`` (default), ``"generated"``, or a DiagBench JSON/JSONL path.
     - ``world_model``: ``"knowledge"`` (default for generated cases), ``"lookup"``
       (default for files), or ``"llm"`` with ``world_model_options``.
+    - ``judge``: ``"alias"`` (names, aliases, accepted broader terms, fuzzy matching) or
+      ``"llm"`` with ``judge_options={"model": ..., "base_url": ...}`` (an OpenAI-compatible
+      chat endpoint; alias matching decides when it fails).
     - ``max_turns``, ``split``, ``reward_weights``, ``invalid_action_penalty``,
       ``max_action_chars``, ``render_mode``: see :class:`~rounds.TextEnv`.
 
@@ -162,6 +165,8 @@ class DiagGymEnv(TextEnv):
         cases: str = "bank",
         world_model: str | None = None,
         world_model_options: Mapping[str, Any] | None = None,
+        judge: str = "alias",
+        judge_options: Mapping[str, Any] | None = None,
         max_turns: int = 12,
         **kwargs: Any,
     ) -> None:
@@ -172,6 +177,16 @@ class DiagGymEnv(TextEnv):
         self.world_model = self._make_world_model(kind, dict(world_model_options or {}))
         self.exam_matcher = ExamMatcher(self.kb)
         self.diagnosis_matcher = DiagnosisMatcher(self.kb)
+        self.judge: Any = None
+        if judge == "llm":
+            from rounds.envs.clinic.judge import LLMJudge
+
+            options = dict(judge_options or {})
+            if "model" not in options or "base_url" not in options:
+                raise ValueError("judge='llm' needs judge_options with 'model' and 'base_url'")
+            self.judge = LLMJudge(self.diagnosis_matcher, **options)
+        elif judge != "alias":
+            raise ValueError(f"unknown judge {judge!r}; choose alias or llm")
         self.patient: ClinicCase | None = None
         self.posterior: Posterior | None = None
         self.reference: list[str] = []
@@ -371,7 +386,12 @@ class DiagGymEnv(TextEnv):
         truth = (
             self.patient.case.diagnosis if self.patient.case is not None else record.final_diagnosis
         )
-        correct = given and self.diagnosis_matcher.same(self.diagnosis or "", truth)
+        if not given:
+            correct = False
+        elif self.judge is not None:
+            correct = self.judge.same(self.diagnosis or "", truth, record.final_diagnosis)
+        else:
+            correct = self.diagnosis_matcher.same(self.diagnosis or "", truth)
         ordered, reference = set(self.ordered), set(self.reference)
         overlap = len(ordered & reference)
         if not ordered and not reference:
@@ -412,4 +432,6 @@ class DiagGymEnv(TextEnv):
 
     def close(self) -> None:
         self.world_model.close()
+        if self.judge is not None:
+            self.judge.close()
         super().close()
