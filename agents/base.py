@@ -42,6 +42,8 @@ class Action:
     finish_reason: str | None = None
     error: str | None = None
     """Set when the agent could not act (e.g. the API failed after retries); the episode ends."""
+    end_reason: str | None = None
+    """Set when the agent ends the episode on purpose (e.g. its token budget is spent)."""
 
 
 @dataclass

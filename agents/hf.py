@@ -24,6 +24,9 @@ class HFAgent(BaseAgent):
         max_new_tokens: longest reply per turn.
         temperature, top_p, top_k: sampling; ``temperature=0`` is greedy.
         max_context_tokens: default: the model's ``max_position_embeddings``.
+        max_episode_tokens: end an episode (truncated, with the reason) before its token
+            sequence could exceed this; for training, where a cut context would break
+            the one-sequence-per-episode contract.
         seed: seeds sampling (together with the number of calls so far).
         use_tools: pass env tool specs to the chat template when it renders tools.
     """
@@ -43,6 +46,7 @@ class HFAgent(BaseAgent):
         top_p: float = 1.0,
         top_k: int = 0,
         max_context_tokens: int | None = None,
+        max_episode_tokens: int | None = None,
         seed: int = 0,
         use_tools: bool = True,
     ) -> None:
@@ -73,7 +77,10 @@ class HFAgent(BaseAgent):
         self.top_p = top_p
         self.top_k = top_k
         self.seed = seed
+        self.max_episode_tokens = max_episode_tokens
         self._calls = 0
+        #: Wall-clock seconds spent in generation (the trainer reports it apart from env time).
+        self.generation_seconds = 0.0
         context = max_context_tokens or int(
             getattr(self.lm.config, "max_position_embeddings", 32_768)
         )
@@ -87,10 +94,34 @@ class HFAgent(BaseAgent):
         return self.act_batch([chat])[0]
 
     def act_batch(self, chats: Sequence[Chat]) -> list[Action]:
-        import torch
-
         started = time.perf_counter()
         prompts = [self.tokens.prompt(chat, self.max_new_tokens) for chat in chats]
+        budget = self.max_episode_tokens
+        live = [
+            i
+            for i, (ids, _, _) in enumerate(prompts)
+            if budget is None or len(ids) + self.max_new_tokens <= budget
+        ]
+        actions: dict[int, Action] = {
+            i: Action(text="", end_reason=f"episode token budget ({budget}) reached")
+            for i in range(len(chats))
+            if i not in live
+        }
+        if live:
+            generated = self._generate(
+                [chats[i] for i in live], [prompts[i] for i in live], started
+            )
+            actions.update(zip(live, generated, strict=True))
+        return [actions[i] for i in range(len(chats))]
+
+    def _generate(
+        self,
+        chats: Sequence[Chat],
+        prompts: list[tuple[list[int], list[int], bool]],
+        started: float,
+    ) -> list[Action]:
+        import torch
+
         width = max(len(ids) for ids, _, _ in prompts)
         pad = int(self.tokenizer.pad_token_id)
         input_ids = torch.tensor(
@@ -133,6 +164,7 @@ class HFAgent(BaseAgent):
             else torch.zeros_like(new, dtype=torch.float)
         )
         elapsed = time.perf_counter() - started
+        self.generation_seconds += elapsed
         actions = []
         for row, (chat, (ids, delta, reset)) in enumerate(zip(chats, prompts, strict=True)):
             sampled = new[row].tolist()

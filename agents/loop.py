@@ -200,7 +200,7 @@ def _run_lockstep(
                 live = slots[i]
                 assert live is not None
                 live.actions.append(action)
-                if action.error is None:
+                if action.error is None and action.end_reason is None:
                     futures[i] = pool.submit(_step, live.env, action.text)
             for i, action in zip(active, actions, strict=True):
                 live = slots[i]
@@ -246,7 +246,8 @@ def _run_independent(
             except Exception as err:  # an agent bug ends this episode, not the run
                 action = Action(text="", error=_describe(err))
             live.actions.append(action)
-            future = step_pool.submit(_step, env, action.text) if action.error is None else None
+            acting = action.error is None and action.end_reason is None
+            future = step_pool.submit(_step, env, action.text) if acting else None
             finished = _advance(live, action, future, step_timeout_s)
             if finished is not None:
                 rollout, env_ok = finished
@@ -285,6 +286,14 @@ def _advance(
     step_timeout_s: float | None,
 ) -> tuple[Rollout, bool] | None:
     """Record one turn; return the finished rollout (and whether its env is reusable)."""
+    agent_info = {
+        key: value
+        for key, value in (
+            ("finish_reason", action.finish_reason),
+            ("context_reset", action.context_reset or None),
+        )
+        if value is not None
+    }
     turn = {
         "index": len(live.episode.turns),
         "observation": live.observation,
@@ -294,7 +303,7 @@ def _advance(
     }
     reason: str | None = None
     if future is None:
-        reason = f"agent error: {action.error}"
+        reason = action.end_reason if action.error is None else f"agent error: {action.error}"
     else:
         try:
             observation, reward, terminated, truncated, info, elapsed = future.result(
@@ -315,7 +324,11 @@ def _advance(
             **turn,
             reward=reward,
             reward_components={k: float(v) for k, v in info.get("reward_components", {}).items()},
-            info={**_recorded(info, live.chat.env), "env_latency_s": elapsed},
+            info={
+                **_recorded(info, live.chat.env),
+                "env_latency_s": elapsed,
+                **({"agent": agent_info} if agent_info else {}),
+            },
         )
     )
     append_turn(live.chat.messages, action, observation)

@@ -70,6 +70,22 @@ def mean_interval(
     return Interval(value=mean, low=low, high=high, n=n, confidence=confidence)
 
 
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k estimator ``1 − C(n − c, k) / C(n, k)`` (Chen et al., 2021).
+
+    ``n`` samples of a task, ``c`` of them correct. Computed in the stable product
+    form ``1 − Π_{i = n−c+1}^{n} (1 − k / i)``, without huge binomials.
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    product = 1.0
+    for i in range(n - c + 1, n + 1):
+        product *= 1.0 - k / i
+    return 1.0 - product
+
+
 def episode_values(episodes: Iterable[Episode]) -> dict[str, list[float]]:
     """Per-episode values of every reported metric: the env's metrics plus the record's own."""
     columns: dict[str, list[float]] = {}

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_core_import_pulls_no_heavy_library() -> None:
     code = (
         "import sys, rounds, gymnasium as gym; gym.make('rounds/Household-v0').reset(seed=0); "
+        "import rounds.trainers, rounds.agents, rounds.cli; "
         "heavy = [m for m in ('torch', 'transformers', 'vllm', 'docker', 'textual', 'peft', 'ray') if m in sys.modules]; "
         "print(heavy)"
     )

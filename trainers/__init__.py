@@ -1,1 +1,17 @@
-"""Trainers: rollout, advantages, the GRPO loss and the training loop."""
+"""Trainers: agentic multi-turn GRPO over `rounds` envs.
+
+``from rounds.trainers import GRPOTrainer, GRPOConfig``. Importing this package
+does not import torch; building a trainer does.
+"""
+
+from rounds.trainers.config import GRPOConfig, LoRAConfig
+
+__all__ = ["GRPOConfig", "GRPOTrainer", "LoRAConfig"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "GRPOTrainer":
+        from rounds.trainers.trainer import GRPOTrainer
+
+        return GRPOTrainer
+    raise AttributeError(name)

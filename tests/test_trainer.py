@@ -1,0 +1,327 @@
+"""The GRPO trainer on the tiny model: it learns, resumes exactly, and records its runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import toy_envs  # noqa: F401  (registers toys/Vowel-v0 and toys/Vowels3-v0)
+
+from rounds.shaping import RewardShaping
+from rounds.storage import RunDir
+from rounds.trainers import GRPOConfig, GRPOTrainer, LoRAConfig
+from rounds.trainers.info_gain import answer_logprobs, information_gains
+from rounds.trainers.sequences import build_sequence
+
+TOY = {
+    "model": "tiny",
+    "tasks_per_step": 4,
+    "group_size": 8,
+    "max_new_tokens": 4,
+    "max_episode_tokens": 256,
+    "micro_batch_size": 32,
+    "checkpoint_every": 100,
+}
+
+
+def trainer(tmp_path: Path, name: str = "run", **settings: object) -> GRPOTrainer:
+    return GRPOTrainer(config=GRPOConfig(**{**TOY, "output_dir": str(tmp_path / name), **settings}))
+
+
+def success_curve(t: GRPOTrainer) -> list[float]:
+    curve: list[float] = []
+    t.on_step = lambda m: curve.append(m["success_rate"])
+    t.train()
+    return curve
+
+
+@pytest.mark.slow
+def test_outcome_grpo_learns_a_single_turn_toy(tmp_path: Path) -> None:
+    curve = success_curve(trainer(tmp_path, env_id="toys/Vowel-v0", steps=25, learning_rate=2e-2))
+    assert (
+        np.mean(curve[:3]) < 0.45
+    )  # chance: about a quarter of the tiny model's tokens start with a vowel
+    assert np.mean(curve[-3:]) >= 0.9
+
+
+@pytest.mark.slow
+def test_turn_level_rewards_learn_a_multi_turn_toy_faster_than_outcome_only(tmp_path: Path) -> None:
+    common = {"env_id": "toys/Vowels3-v0", "steps": 16, "learning_rate": 2e-2}
+    outcome_only = success_curve(
+        trainer(
+            tmp_path,
+            "outcome",
+            advantage="outcome",
+            shaping=RewardShaping(weights={"turn": 0.0}),
+            **common,
+        )
+    )
+    turn_level = success_curve(trainer(tmp_path, "turn", advantage="turn", **common))
+    assert np.mean(turn_level[-3:]) >= 0.8
+    assert np.mean(outcome_only[-3:]) <= 0.3
+    first = lambda curve: next((i for i, s in enumerate(curve) if s >= 0.5), len(curve))  # noqa: E731
+    assert first(turn_level) < first(outcome_only)
+
+
+def parameters(t: GRPOTrainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in t.policy.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_parameters(tmp_path: Path) -> None:
+    settings = {
+        "env_id": "toys/Vowels3-v0",
+        "steps": 6,
+        "learning_rate": 1e-2,
+        "checkpoint_every": 1,
+        "keep_checkpoints": 2,
+    }
+    straight = trainer(tmp_path, "straight", **settings)
+    straight.train()
+    expected = parameters(straight)
+
+    out = tmp_path / "killed"
+    script = (
+        "import sys, toy_envs\n"
+        "from rounds.trainers import GRPOConfig, GRPOTrainer\n"
+        f"config = GRPOConfig(**{json.dumps({**TOY, **settings, 'output_dir': str(out)})})\n"
+        "GRPOTrainer(config=config).train()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    process = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "step-000003").exists():
+        assert process.poll() is None, "the training process ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    resumed = trainer(tmp_path, "killed", **settings)
+    assert resumed.start_step >= 3
+    resumed.train()
+    actual = parameters(resumed)
+    assert actual.keys() == expected.keys()
+    for key in expected:
+        assert torch.equal(actual[key], expected[key]), key
+    steps = [row["step"] for row in RunDir(out).metrics()]
+    assert steps == list(range(6))  # no step logged twice
+
+
+def test_training_sequences_are_the_sampled_tokens_not_the_text(tmp_path: Path) -> None:
+    t = trainer(tmp_path, env_id="toys/Vowels3-v0", steps=1)
+    groups, _ = t.rollout(0)
+    rollout = groups[0][0]
+    before = build_sequence(rollout, [1.0, 2.0, 3.0])
+    for action in rollout.actions:
+        action.text = "garbage that would tokenize differently"
+    after = build_sequence(rollout, [1.0, 2.0, 3.0])
+    assert before == after
+    completion = [
+        tok for tok, turn in zip(after.input_ids, after.turn_of_token, strict=True) if turn == 1
+    ]
+    assert completion == rollout.actions[1].token_ids
+    trained_logprobs = [lp for lp, m in zip(after.old_logprobs, after.loss_mask, strict=True) if m]
+    sampled = [
+        lp for a in rollout.actions for lp, m in zip(a.logprobs, a.sampled_mask, strict=True) if m
+    ]
+    assert trained_logprobs == sampled
+    assert {
+        a for a, turn in zip(after.advantages, after.turn_of_token, strict=True) if turn == 2
+    } <= {3.0, 0.0}
+
+
+def test_nonfinite_loss_is_skipped_not_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rounds.trainers.trainer as module
+
+    t = trainer(tmp_path, env_id="toys/Vowel-v0", steps=1, learning_rate=1e-2)
+    original = module.ppo_clip_loss
+
+    def poisoned(*args: object, **kwargs: object) -> object:
+        loss, stats = original(*args, **kwargs)
+        return loss * float("nan"), stats
+
+    monkeypatch.setattr(module, "ppo_clip_loss", poisoned)
+    before = parameters(t)
+    metrics = t.train_step(0)
+    assert metrics["skipped_nonfinite"] == 1.0
+    assert all(torch.equal(before[k], v) for k, v in parameters(t).items())
+
+
+@pytest.mark.parametrize("env_id", ["rounds/Household-v0", "rounds/DiagGym-v0"])
+def test_a_short_run_on_a_real_env_writes_a_valid_run_directory(
+    tmp_path: Path, env_id: str
+) -> None:
+    t = trainer(
+        tmp_path,
+        env_id=env_id,
+        steps=2,
+        tasks_per_step=2,
+        group_size=2,
+        max_new_tokens=6,
+        max_turns=3,
+        max_episode_tokens=4096,
+        checkpoint_every=1,
+        learning_rate=1e-3,
+    )
+    t.train()
+    run = RunDir(t.config.output_dir)
+    assert run.read_config()["kind"] == "train" and run.read_config()["env_id"] == env_id
+    rows = list(run.metrics())
+    assert [r["step"] for r in rows] == [0, 1]
+    for key in (
+        "reward_mean",
+        "success_rate",
+        "loss",
+        "kl",
+        "entropy",
+        "clip_fraction",
+        "tokens_per_s",
+        "time_env",
+        "time_generation",
+        "time_update",
+        "pass@1",
+        "pass@2",
+        "advantage_std",
+    ):
+        assert key in rows[0] and math.isfinite(rows[0][key]), key
+    episodes = list(run.episodes())
+    assert len(episodes) == 2 * 2 * 2
+    assert all(
+        e.meta["step"] in (0, 1) and all(t.advantage is not None for t in e.turns) for e in episodes
+    )
+    assert (run.checkpoints_path / "step-000002" / "model" / "config.json").exists()
+
+
+def test_lora_kl_and_step_groups(tmp_path: Path) -> None:
+    t = trainer(
+        tmp_path,
+        env_id="toys/Vowels3-v0",
+        steps=2,
+        learning_rate=1e-2,
+        kl_coef=0.1,
+        step_group_weight=0.5,
+        advantage="turn",
+        lora=LoRAConfig(r=4, alpha=8),
+        checkpoint_every=1,
+    )
+    base = {k: v.clone() for k, v in t.policy.state_dict().items() if "lora" not in k}
+    metrics = t.train()
+    assert metrics["kl"] > 0
+    after = t.policy.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in base.items())  # the base weights stay frozen
+    assert (
+        Path(t.config.output_dir) / "checkpoints" / "step-000002" / "model" / "adapter_config.json"
+    ).exists()
+    resumed = trainer(
+        tmp_path,
+        env_id="toys/Vowels3-v0",
+        steps=3,
+        learning_rate=1e-2,
+        kl_coef=0.1,
+        advantage="turn",
+        step_group_weight=0.5,
+        lora=LoRAConfig(r=4, alpha=8),
+        checkpoint_every=1,
+    )
+    assert resumed.start_step == 2
+    lora_keys = [k for k in after if "lora" in k]
+    assert lora_keys and all(
+        torch.equal(resumed.policy.state_dict()[k], after[k]) for k in lora_keys
+    )
+
+
+def test_information_gain_is_the_change_in_answer_probability() -> None:
+    assert information_gains([math.log(0.1), math.log(0.3), math.log(0.2)]) == pytest.approx(
+        [0.2, -0.1, 0.0]
+    )
+    assert information_gains([math.log(0.1), math.log(0.3)], kind="logprob") == pytest.approx(
+        [math.log(3), 0.0]
+    )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rounds.models import tiny
+
+    model = AutoModelForCausalLM.from_pretrained(tiny())
+    tokenizer = AutoTokenizer.from_pretrained(tiny())
+    contexts = [
+        tokenizer("The answer is").input_ids,
+        tokenizer("Patient with fever. The answer is").input_ids,
+    ]
+    answer = tokenizer(" pneumonia").input_ids
+    got = answer_logprobs(model, contexts, answer, pad_id=tokenizer.pad_token_id)
+    for context, value in zip(contexts, got, strict=True):
+        with torch.no_grad():
+            logits = model(torch.tensor([context + answer])).logits[0]
+        logp = torch.log_softmax(logits, -1)
+        manual = np.mean([float(logp[len(context) - 1 + j, answer[j]]) for j in range(len(answer))])
+        assert value == pytest.approx(manual, abs=1e-5)
+
+
+def test_igpo_on_diaggym_adds_per_turn_information_gain(tmp_path: Path) -> None:
+    t = trainer(
+        tmp_path,
+        env_id="rounds/DiagGym-v0",
+        steps=1,
+        tasks_per_step=1,
+        group_size=2,
+        max_new_tokens=6,
+        max_turns=3,
+        max_episode_tokens=4096,
+        info_gain_weight=1.0,
+        advantage="turn",
+    )
+    metrics = t.train()
+    assert "info_gain_mean" in metrics and math.isfinite(metrics["info_gain_mean"])
+
+
+def test_config_loads_from_yaml_and_rejects_unknown_settings(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "env_id: rounds/Household-v0\nsteps: 3\nshaping:\n  gate_threshold: 0.5\nlora:\n  r: 8\n"
+    )
+    config = GRPOConfig.from_yaml(path, output_dir="x")
+    assert (
+        config.steps == 3
+        and config.shaping.gate_threshold == 0.5
+        and config.lora.r == 8
+        and config.output_dir == "x"
+    )
+    path.write_text("stepz: 3\n")
+    with pytest.raises(ValueError, match="stepz"):
+        GRPOConfig.from_yaml(path)
+
+
+def test_rounds_train_cli_with_a_config_file_and_flags(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rounds.cli import app
+
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        "env_id: toys/Vowel-v0\nmodel: tiny\ngroup_size: 4\ntasks_per_step: 2\nmax_new_tokens: 4\nmax_episode_tokens: 256\n"
+    )
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(
+        app,
+        ["train", str(config), "--steps", "2", "--out", str(out), "-s", "learning_rate=0.01"],
+        terminal_width=200,
+    )
+    assert result.exit_code == 0, result.output
+    assert "rounds replay" in result.output and "over 2 steps" in result.output
+    saved = RunDir(out).read_config()
+    assert saved["steps"] == 2 and saved["learning_rate"] == 0.01 and saved["group_size"] == 4
+    bad = CliRunner().invoke(app, ["train", str(config), "-s", "group_size=1"], terminal_width=400)
+    assert bad.exit_code == 2 and "group_size" in bad.output
+    missing = CliRunner().invoke(app, ["train", str(tmp_path / "nope.yaml")], terminal_width=400)
+    assert missing.exit_code == 2 and "does not exist" in missing.output

@@ -1,0 +1,156 @@
+"""``GRPOConfig``: every setting of the trainer, with its default and a one-line help.
+
+A pydantic model: ``GRPOConfig(...)`` in Python and ``rounds train config.yaml``
+on the command line build the same object (``GRPOConfig.from_yaml``), and the
+run directory's ``config.yaml`` is this model dumped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rounds.shaping import RewardShaping
+from rounds.storage import read_yaml
+
+
+class LoRAConfig(BaseModel):
+    """Train low-rank adapters (peft) instead of every weight."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(default=16, ge=1, description="Adapter rank.")
+    alpha: int = Field(default=32, ge=1, description="Adapter scaling (lora_alpha).")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout on adapter inputs.")
+    target_modules: list[str] | str = Field(
+        default="all-linear", description="Modules that get adapters."
+    )
+
+
+class GRPOConfig(BaseModel):
+    """Agentic multi-turn GRPO: rollouts in an env, advantages, a clipped policy-gradient update."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # --- what to train, where
+    env_id: str = Field(default="rounds/DiagGym-v0", description="Registered env id.")
+    env_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for gym.make."
+    )
+    split: str = Field(default="train", description="Task split rollouts sample from.")
+    model: str = Field(default="tiny", description="Policy: a local path, a hub id, or 'tiny'.")
+    output_dir: str = Field(
+        default="runs/train", description="Run directory (config, metrics, episodes, checkpoints)."
+    )
+    seed: int = Field(default=0, description="Seeds task order, sampling and initialisation.")
+
+    # --- rollout
+    steps: int = Field(default=50, ge=1, description="Training steps (rollout + update).")
+    tasks_per_step: int = Field(default=4, ge=1, description="Tasks (GRPO groups) per step.")
+    group_size: int = Field(default=4, ge=2, description="Rollouts per task (G).")
+    max_new_tokens: int = Field(default=64, ge=1, description="Token budget of one turn's reply.")
+    max_episode_tokens: int = Field(
+        default=4096, ge=16, description="Token budget of a whole episode."
+    )
+    temperature: float = Field(default=1.0, gt=0.0, description="Sampling temperature of rollouts.")
+    max_turns: int | None = Field(default=None, ge=1, description="Override the env's turn limit.")
+    concurrency: int | None = Field(
+        default=None, ge=1, description="Episodes generated together (default: the whole step)."
+    )
+    step_timeout_s: float = Field(
+        default=60.0, gt=0, description="Env step timeout; the episode is truncated."
+    )
+
+    # --- rewards and advantages
+    shaping: RewardShaping = Field(
+        default_factory=RewardShaping, description="Reward shaping before advantages."
+    )
+    advantage: Literal["outcome", "turn"] = Field(
+        default="outcome",
+        description="outcome: group z-score of the episode return; turn: z-scored per-turn rewards, discounted to each turn.",
+    )
+    scale_by_std: bool = Field(
+        default=True, description="Divide by the group std (False: Dr. GRPO)."
+    )
+    turn_normalization: Literal["joint", "separate"] = Field(
+        default="joint",
+        description="turn advantage: z-score turn rewards with the outcome, or apart from it.",
+    )
+    gamma: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="Discount of turn-level returns (IGPO: 1)."
+    )
+    step_group_weight: float = Field(
+        default=0.0, ge=0.0, description="GiGPO: weight w of the anchor-group advantage."
+    )
+    info_gain_weight: float = Field(
+        default=0.0, ge=0.0, description="IGPO: weight of the policy's information gain per turn."
+    )
+    info_gain_kind: Literal["prob", "logprob"] = Field(
+        default="prob", description="IGPO gain: probability or log-probability difference."
+    )
+    filter_zero_variance: bool = Field(
+        default=False, description="Drop groups whose returns are all equal."
+    )
+
+    # --- optimisation
+    learning_rate: float = Field(default=1e-5, gt=0.0, description="AdamW learning rate.")
+    warmup_steps: int = Field(default=0, ge=0, description="Linear warm-up steps.")
+    weight_decay: float = Field(default=0.0, ge=0.0, description="AdamW weight decay.")
+    epochs: int = Field(default=1, ge=1, description="Optimisation epochs over each step's batch.")
+    micro_batch_size: int = Field(
+        default=8, ge=1, description="Episodes per forward/backward (gradient accumulation)."
+    )
+    clip_low: float = Field(
+        default=0.2, ge=0.0, description="PPO clip: ratio lower bound 1 - clip_low."
+    )
+    clip_high: float = Field(
+        default=0.28,
+        ge=0.0,
+        description="PPO clip: ratio upper bound 1 + clip_high (DAPO clip-higher).",
+    )
+    kl_coef: float = Field(
+        default=0.0, ge=0.0, description="Weight of the k3 KL to the frozen reference policy."
+    )
+    entropy_coef: float = Field(default=0.0, description="Entropy bonus weight.")
+    max_grad_norm: float = Field(default=1.0, gt=0.0, description="Gradient clipping norm.")
+    bf16: bool | Literal["auto"] = Field(
+        default="auto", description="bfloat16 autocast (auto: on CUDA GPUs that support it)."
+    )
+    lora: LoRAConfig | None = Field(default=None, description="Train LoRA adapters through peft.")
+    gradient_checkpointing: bool = Field(
+        default=False, description="Recompute activations to save memory."
+    )
+    device: str = Field(default="auto", description="cpu, cuda, or auto.")
+
+    # --- logging and checkpoints
+    checkpoint_every: int = Field(
+        default=10, ge=1, description="Save a checkpoint every N steps (and at the end)."
+    )
+    keep_checkpoints: int = Field(default=2, ge=1, description="Checkpoints kept on disk.")
+    resume: bool = Field(
+        default=True, description="Continue from the latest checkpoint in output_dir."
+    )
+    log_episodes: bool = Field(default=True, description="Append every rollout to episodes.jsonl.")
+    tensorboard: bool = Field(default=False, description="Also log metrics to TensorBoard.")
+    wandb: bool = Field(
+        default=False,
+        description="Also log metrics to Weights & Biases (offline unless WANDB_MODE says otherwise).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> GRPOConfig:
+        if self.max_new_tokens >= self.max_episode_tokens:
+            raise ValueError("max_new_tokens must be smaller than max_episode_tokens")
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> GRPOConfig:
+        """Load a YAML config; ``overrides`` replace top-level keys."""
+        data = read_yaml(path) or {}
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"{path}: a config is a YAML mapping of settings, got {type(data).__name__}"
+            )
+        return cls.model_validate({**data, **overrides})

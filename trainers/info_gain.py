@@ -1,0 +1,79 @@
+"""IGPO's policy-side information gain: how much each turn raised the policy's belief in the answer.
+
+After turn ``t`` the policy is teacher-forced on the ground-truth answer
+(``info["answer"]``, e.g. the diagnosis) as its next reply:
+
+    p_t = exp( mean_j log π(ans_j | context_t, ans_<j) )
+
+where ``context_t`` is the episode's token sequence up to the prompt of turn
+``t``. Turn ``t``'s gain is ``p_{t+1} − p_t`` (``kind="prob"``) or
+``log p_{t+1} − log p_t`` (``kind="logprob"``); the last turn, which answers, earns
+the outcome reward instead. All contexts of a batch go through one no-grad pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from rounds.agents.loop import Rollout
+
+
+def turn_contexts(rollout: Rollout) -> list[list[int]]:
+    """``context_t`` for each turn: the sequence up to and including turn ``t``'s prompt tokens."""
+    contexts, sequence = [], []
+    for action in rollout.actions:
+        if not action.token_ids:
+            break
+        sequence = sequence + list(action.prompt_ids or [])
+        contexts.append(sequence)
+        sequence = sequence + list(action.token_ids)
+    return contexts
+
+
+def answer_logprobs(
+    model: Any,
+    contexts: Sequence[list[int]],
+    answer_ids: list[int],
+    *,
+    pad_id: int,
+    temperature: float = 1.0,
+    batch_size: int = 16,
+) -> list[float]:
+    """Mean log-prob of ``answer_ids`` after each context (one no-grad forward per batch)."""
+    results: list[float] = []
+    device = next(model.parameters()).device
+    n = len(answer_ids)
+    for start in range(0, len(contexts), batch_size):
+        chunk = [list(c) + answer_ids for c in contexts[start : start + batch_size]]
+        width = max(len(c) for c in chunk)
+        ids = torch.tensor([c + [pad_id] * (width - len(c)) for c in chunk], device=device)
+        attention = torch.tensor(
+            [[1] * len(c) + [0] * (width - len(c)) for c in chunk], device=device
+        )
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=attention).logits.float() / temperature
+        log_probs = torch.log_softmax(logits, dim=-1)
+        for row, sequence in enumerate(chunk):
+            end = len(sequence)
+            positions = torch.arange(end - n - 1, end - 1, device=device)
+            targets = torch.tensor(answer_ids, device=device)
+            results.append(float(log_probs[row, positions, targets].mean()))
+    return results
+
+
+def information_gains(answer_logps: Sequence[float], *, kind: str = "prob") -> list[float]:
+    """Per-turn gains from the answer's log-probs after each context: ``p_{t+1} − p_t``.
+
+    The last context has no successor; its turn gets 0 (it earns the outcome).
+    """
+    values = (
+        [float(torch.tensor(lp).exp()) for lp in answer_logps]
+        if kind == "prob"
+        else list(answer_logps)
+    )
+    if kind not in ("prob", "logprob"):
+        raise ValueError(f"kind must be 'prob' or 'logprob', not {kind!r}")
+    return [values[t + 1] - values[t] for t in range(len(values) - 1)] + ([0.0] if values else [])

@@ -1,0 +1,106 @@
+"""The policy loss: PPO's clipped objective with separate clip bounds, a k3 KL and an entropy bonus.
+
+Per trained token ``i`` with ratio ``ρ_i = exp(log π_θ − log π_old)``:
+
+    L_i = −min(ρ_i A_i, clip(ρ_i, 1 − ε_low, 1 + ε_high) A_i)
+          + β (exp(log π_ref − log π_θ) − (log π_ref − log π_θ) − 1)     (k3 KL estimator)
+          − c H_i
+
+and the loss is the token-level mean over the whole batch (DAPO):
+``Σ_i m_i L_i / Σ_i m_i``, the same normaliser for every micro-batch so that
+gradient accumulation gives the full batch's gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+def token_logprobs(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    temperature: float,
+    *,
+    entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``log π(x_{i+1} | x_{≤i})`` at temperature ``T`` for every position, and optionally the entropy.
+
+    Returns tensors of shape ``(batch, length − 1)``.
+    """
+    logits = (
+        model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
+        / temperature
+    )
+    log_probs = torch.log_softmax(logits, dim=-1)
+    chosen = log_probs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    if not entropy:
+        return chosen, None
+    return chosen, -(log_probs.exp() * log_probs).sum(-1)
+
+
+def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """Schulman's k3 estimator of KL(π_θ || π_ref): ``exp(r) − r − 1`` with ``r = log π_ref − log π_θ``."""
+    delta = ref_logprobs - logprobs
+    return torch.exp(delta) - delta - 1.0
+
+
+@dataclass
+class LossStats:
+    """Token-weighted sums for logging (divide by the batch's token count)."""
+
+    policy_loss: float
+    kl: float
+    entropy: float
+    clipped: float
+    ratio: float
+    tokens: float
+
+
+def ppo_clip_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    clip_low: float,
+    clip_high: float,
+    normalizer: float,
+    ref_logprobs: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+    entropy: torch.Tensor | None = None,
+    entropy_coef: float = 0.0,
+) -> tuple[torch.Tensor, LossStats]:
+    """The clipped objective over masked tokens, divided by ``normalizer`` (the batch's token count).
+
+    A token counts as clipped when the clip changed its gradient: ``ρ < 1 − ε_low``
+    with ``A < 0``, or ``ρ > 1 + ε_high`` with ``A > 0``.
+    """
+    mask = mask.float()
+    ratio = torch.exp(logprobs - old_logprobs)
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * advantages
+    per_token = -torch.minimum(unclipped, clipped)
+    kl = torch.zeros_like(per_token)
+    if ref_logprobs is not None:
+        kl = k3_kl(logprobs, ref_logprobs)
+        per_token = per_token + kl_coef * kl
+    if entropy is not None and entropy_coef:
+        per_token = per_token - entropy_coef * entropy
+    loss = (per_token * mask).sum() / normalizer
+    with torch.no_grad():
+        was_clipped = ((ratio < 1.0 - clip_low) & (advantages < 0)) | (
+            (ratio > 1.0 + clip_high) & (advantages > 0)
+        )
+        stats = LossStats(
+            policy_loss=float((-torch.minimum(unclipped, clipped) * mask).sum()),
+            kl=float((kl * mask).sum()),
+            entropy=float((entropy * mask).sum()) if entropy is not None else 0.0,
+            clipped=float((was_clipped.float() * mask).sum()),
+            ratio=float((ratio * mask).sum()),
+            tokens=float(mask.sum()),
+        )
+    return loss, stats
