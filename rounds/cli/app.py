@@ -33,7 +33,7 @@ Variant = Annotated[
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error that says what to do, and exit."""
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     raise typer.Exit(code)
 
 
