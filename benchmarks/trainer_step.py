@@ -104,7 +104,10 @@ def run_trl(args: argparse.Namespace, out: str) -> dict[str, float]:
     model = AutoModelForCausalLM.from_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"
-    rows = [{"prompt": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt(i)}]} for i in range(256)]
+    rows = [
+        {"prompt": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt(i)}]}
+        for i in range(256)
+    ]
 
     def reward(completions: list[Any], **_: Any) -> list[float]:
         return [vowel(c[0]["content"] if isinstance(c, list) else str(c)) for c in completions]
@@ -160,8 +163,12 @@ def summarize(times: list[float], tokens: list[float]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=12, help="measured steps (after 2 warm-up steps)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--steps", type=int, default=12, help="measured steps (after 2 warm-up steps)"
+    )
     parser.add_argument("--prompts", type=int, default=4, help="prompts (GRPO groups) per step")
     parser.add_argument("--group", type=int, default=8, help="completions per prompt")
     parser.add_argument("--tokens", type=int, default=32, help="completion length limit")
@@ -172,11 +179,17 @@ def main() -> None:
         theirs = run_trl(args, f"{work}/trl")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"# GRPO step, tiny model on CPU: {args.prompts} prompts x {args.group} completions, up to {args.tokens} tokens each")
+    print(
+        f"# GRPO step, tiny model on CPU: {args.prompts} prompts x {args.group} completions, up to {args.tokens} tokens each"
+    )
     print(f"{'trainer':<8} {'median step s':>14} {'tokens/step':>12} {'tokens/s':>10}")
     for name, row in (("rounds", ours), ("trl", theirs)):
-        print(f"{name:<8} {row['step_s']:>14.3f} {row['tokens']:>12.0f} {row['tokens_per_s']:>10.0f}")
-    print(f"speed ratio (TRL step time / rounds step time): {theirs['step_s'] / ours['step_s']:.2f}x")
+        print(
+            f"{name:<8} {row['step_s']:>14.3f} {row['tokens']:>12.0f} {row['tokens_per_s']:>10.0f}"
+        )
+    print(
+        f"speed ratio (TRL step time / rounds step time): {theirs['step_s'] / ours['step_s']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

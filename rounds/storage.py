@@ -48,6 +48,9 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; a run's files follow the umask
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -214,10 +217,16 @@ class RunDir:
         atomic_write_yaml(self.config_path, data)
 
     def read_config(self) -> dict[str, Any]:
-        """The run's ``config.yaml`` as a dict (empty if the file is missing)."""
+        """The run's ``config.yaml`` as a dict (empty, with a warning, if missing or unreadable)."""
         if not self.config_path.exists():
             return {}
-        data = read_yaml(self.config_path)
+        try:
+            data = read_yaml(self.config_path)
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            warnings.warn(
+                f"{self.config_path}: unreadable, ignored: {err}", RunFileWarning, stacklevel=2
+            )
+            return {}
         return data if isinstance(data, dict) else {}
 
     def episode_writer(self, *, fsync: bool = False) -> JsonlWriter:
