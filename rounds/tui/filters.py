@@ -80,8 +80,11 @@ def parse_filter(text: str) -> Callable[[EpisodeRow], bool]:
         attribute = FIELDS[match.group("field")]
         op, raw = match.group("op"), match.group("value").strip()
         if op == "~":
-            needle = raw.lower()
-            tests.append(lambda row, a=attribute, n=needle: n in str(getattr(row, a)).lower())
+
+            def contains(row: EpisodeRow, a: str = attribute, n: str = raw.lower()) -> bool:
+                return n in str(getattr(row, a)).lower()
+
+            tests.append(contains)
             continue
         value = _convert(attribute, raw)
         compare = _OPS[op]

@@ -49,8 +49,9 @@ class EpisodeRow:
 
 
 def _row(offset: int, length: int, line: int, data: dict[str, Any]) -> EpisodeRow:
-    metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
-    meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+    raw_metrics, raw_meta = data.get("metrics"), data.get("meta")
+    metrics: dict[str, Any] = raw_metrics if isinstance(raw_metrics, dict) else {}
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
     outcome = float(data.get("outcome") or 0.0)
     success = metrics.get("success")
 
