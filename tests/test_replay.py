@@ -17,16 +17,17 @@ from rounds.tui.filters import FilterError, parse_filter
 from rounds.tui.index import EpisodeIndex, EpisodeRow, open_index
 
 DATA = Path(__file__).parent / "data"
+FIXTURE_IGNORE = shutil.ignore_patterns(".*.index.json", "exports")
 
 
 @pytest.fixture()
 def eval_run(tmp_path: Path) -> Path:
-    return Path(shutil.copytree(DATA / "eval_run", tmp_path / "eval_run"))
+    return Path(shutil.copytree(DATA / "eval_run", tmp_path / "eval_run", ignore=FIXTURE_IGNORE))
 
 
 @pytest.fixture()
 def train_run(tmp_path: Path) -> Path:
-    return Path(shutil.copytree(DATA / "train_run", tmp_path / "train_run"))
+    return Path(shutil.copytree(DATA / "train_run", tmp_path / "train_run", ignore=FIXTURE_IGNORE))
 
 
 # ------------------------------------------------------------------ index
