@@ -1,7 +1,10 @@
-"""Evaluation statistics: means with bootstrap confidence intervals, and run summaries.
+"""Evaluation statistics: intervals, pass@k, answer entropy, robust aggregates, run summaries.
 
-Resampling uses :func:`scipy.stats.bootstrap` (BCa intervals) rather than a
-hand-written loop; SciPy is imported on first use to keep ``import rounds`` light.
+Resampling uses :func:`scipy.stats.bootstrap` rather than a hand-written loop
+(rliable's own bootstrap does not import with current pandas through its ``arch``
+dependency). Passing each task's scores to SciPy as a separate sample makes its
+bootstrap stratified: scores are resampled within each task, as rliable does.
+SciPy is imported on first use to keep ``import rounds`` light.
 """
 
 from __future__ import annotations
@@ -86,6 +89,165 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - product
 
 
+def pass_at_k_tasks(
+    counts: Sequence[tuple[int, int]], k: int, *, confidence: float = 0.95, seed: int = 0
+) -> Interval:
+    """Mean pass@k over tasks, each ``(n samples, c correct)``, with a bootstrap interval over tasks."""
+    values = [pass_at_k(n, c, k) for n, c in counts if n >= k]
+    return mean_interval(values, confidence=confidence, seed=seed)
+
+
+def powers_of_two(limit: int) -> list[int]:
+    """``1, 2, 4, ...`` up to ``limit``, and ``limit`` itself."""
+    ks, k = [], 1
+    while k <= limit:
+        ks.append(k)
+        k *= 2
+    return ks + ([limit] if limit >= 1 and ks[-1] != limit else [])
+
+
+def answer_entropy(answers: Sequence[str]) -> float:
+    """Entropy (nats) of the empirical distribution of distinct answers: ``−Σ_a p_a log p_a``."""
+    if not answers:
+        return 0.0
+    _, counts = np.unique(np.asarray(list(answers), dtype=object).astype(str), return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def iqm(scores: Any) -> float:
+    """Interquartile mean: the mean of the middle 50% of the scores (25% trimmed each side)."""
+    from scipy import stats
+
+    return float(stats.trim_mean(np.asarray(scores, dtype=float).ravel(), 0.25))
+
+
+def optimality_gap(scores: Any, threshold: float = 1.0) -> float:
+    """How far scores fall short of ``threshold`` on average: ``mean(max(threshold − x, 0))``."""
+    return float(np.maximum(threshold - np.asarray(scores, dtype=float).ravel(), 0.0).mean())
+
+
+AGGREGATES: dict[str, Callable[[Any], float]] = {
+    "mean": lambda x: float(np.mean(x)),
+    "median": lambda x: float(np.median(x)),
+    "iqm": iqm,
+    "optimality_gap": optimality_gap,
+}
+
+
+def stratified_interval(
+    scores: Any,
+    statistic: Callable[[Any], float],
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> Interval:
+    """``statistic`` of a ``(runs, tasks)`` score matrix with a stratified bootstrap interval.
+
+    Runs (or samples) are resampled within each task, independently across tasks
+    (rliable's stratified bootstrap). With one run there is nothing to resample
+    within a task, so tasks are resampled instead.
+    """
+    from scipy import stats
+
+    matrix = np.atleast_2d(np.asarray(scores, dtype=float))
+    value = float(statistic(matrix))
+    runs, tasks = matrix.shape
+    if matrix.size < 2 or np.all(matrix == matrix.flat[0]):
+        return Interval(
+            value=value, low=value, high=value, n=int(matrix.size), confidence=confidence
+        )
+    rng = np.random.default_rng(seed)
+    if runs == 1:
+        result = stats.bootstrap(
+            (matrix[0],),
+            lambda x, axis=-1: np.apply_along_axis(statistic, axis, x),
+            confidence_level=confidence,
+            n_resamples=n_resamples,
+            method="percentile",
+            random_state=rng,
+        )
+    else:
+
+        def per_task(*columns: np.ndarray, axis: int = -1) -> Any:
+            stacked = np.stack(columns, axis=-1)  # (..., runs, tasks)
+            flat = stacked.reshape(-1, runs, tasks)
+            values = np.array([statistic(m) for m in flat])
+            return values.reshape(stacked.shape[:-2])
+
+        result = stats.bootstrap(
+            tuple(matrix[:, t] for t in range(tasks)),
+            per_task,
+            vectorized=True,
+            confidence_level=confidence,
+            n_resamples=n_resamples,
+            method="percentile",
+            random_state=rng,
+        )
+    return Interval(
+        value=value,
+        low=float(result.confidence_interval.low),
+        high=float(result.confidence_interval.high),
+        n=int(matrix.size),
+        confidence=confidence,
+    )
+
+
+def performance_profile(scores: Any, thresholds: Sequence[float]) -> list[float]:
+    """Fraction of scores at or above each threshold ``τ``: ``mean(x ≥ τ)``."""
+    x = np.asarray(scores, dtype=float).ravel()
+    return [float((x >= tau).mean()) for tau in thresholds]
+
+
+def probability_of_improvement(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> float:
+    """``P(X_B > X_A)`` averaged over tasks (rliable's definition; ties count half).
+
+    ``a[t]`` and ``b[t]`` are the scores of task ``t``'s runs or samples; each task
+    contributes the Mann-Whitney probability that a score of B beats one of A.
+    """
+    per_task = []
+    for xs, ys in zip(a, b, strict=True):
+        x = np.asarray(xs, dtype=float)[:, None]
+        y = np.asarray(ys, dtype=float)[None, :]
+        per_task.append(float(((y > x) + 0.5 * (y == x)).mean()))
+    return float(np.mean(per_task)) if per_task else math.nan
+
+
+def probability_of_improvement_interval(
+    a: Sequence[Sequence[float]],
+    b: Sequence[Sequence[float]],
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> Interval:
+    """:func:`probability_of_improvement` with a bootstrap interval over tasks."""
+    from scipy import stats
+
+    per_task = np.array([probability_of_improvement([x], [y]) for x, y in zip(a, b, strict=True)])
+    value = float(per_task.mean()) if per_task.size else math.nan
+    if per_task.size < 2 or np.all(per_task == per_task[0]):
+        return Interval(
+            value=value, low=value, high=value, n=int(per_task.size), confidence=confidence
+        )
+    result = stats.bootstrap(
+        (per_task,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
+    return Interval(
+        value=value,
+        low=float(result.confidence_interval.low),
+        high=float(result.confidence_interval.high),
+        n=int(per_task.size),
+        confidence=confidence,
+    )
+
+
 def episode_values(episodes: Iterable[Episode]) -> dict[str, list[float]]:
     """Per-episode values of every reported metric: the env's metrics plus the record's own."""
     columns: dict[str, list[float]] = {}
@@ -160,6 +322,63 @@ def harmonic_mean(a: Any, b: Any) -> Any:
     return result if result.ndim else float(result)
 
 
+def task_groups(episodes: Sequence[Episode]) -> dict[str, list[Episode]]:
+    """Episodes grouped by task id, in first-seen order."""
+    groups: dict[str, list[Episode]] = {}
+    for episode in episodes:
+        groups.setdefault(str(episode.task_id), []).append(episode)
+    return groups
+
+
+def final_answer(episode: Episode) -> str | None:
+    """The answer an env recorded on the episode's last turn (``info["final_answer"]``), if any."""
+    if not episode.turns:
+        return None
+    answer = episode.turns[-1].info.get("final_answer")
+    return str(answer) if answer is not None else None
+
+
+def token_entropy(episode: Episode) -> float | None:
+    """Mean negative log-prob of the episode's sampled tokens (a Monte Carlo estimate of the
+    policy's per-token entropy), when the agent recorded log-probs."""
+    total = count = 0.0
+    for turn in episode.turns:
+        agent = turn.info.get("agent")
+        if isinstance(agent, dict) and "logprob_sum" in agent and agent.get("sampled_tokens"):
+            total += float(agent["logprob_sum"])
+            count += float(agent["sampled_tokens"])
+    return -total / count if count else None
+
+
+def score_matrix(groups: dict[str, list[Episode]], metric: str = "success") -> np.ndarray:
+    """``(samples, tasks)`` per-episode scores when every task has the same number of samples,
+    else ``(1, tasks)`` of per-task means."""
+
+    def score(e: Episode) -> float:
+        return (
+            float(e.success)
+            if metric == "success"
+            else float(e.metrics.get(metric, getattr(e, metric, 0.0)))
+        )
+
+    columns = [[score(e) for e in group] for group in groups.values()]
+    if columns and len({len(c) for c in columns}) == 1:
+        return np.array(columns, dtype=float).T
+    return np.array([[float(np.mean(c)) for c in columns]], dtype=float)
+
+
+def of_task_means(function: Callable[[Any], float]) -> Callable[[Any], float]:
+    """``function`` applied to the per-task means of a ``(samples, tasks)`` matrix."""
+
+    def statistic(matrix: Any) -> float:
+        return function(np.mean(matrix, axis=0))
+
+    return statistic
+
+
+PROFILE_THRESHOLDS = [round(0.1 * i, 1) for i in range(11)]
+
+
 def summarize_episodes(
     episodes: Sequence[Episode],
     *,
@@ -167,10 +386,16 @@ def summarize_episodes(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Every metric's mean with its bootstrap interval, and the counts behind them.
+    """Every statistic of an evaluation, each with its interval and the counts behind it.
 
-    A metric that only some episodes define (e.g. a hit ratio when an exam was
-    ordered) is averaged over those; ``n`` says how many.
+    - ``metrics``: each episode metric's mean (a metric only some episodes define is
+      averaged over those; ``n`` says how many), and env-derived metrics;
+    - ``pass_at_k``: mean unbiased pass@k over tasks for k = 1, 2, 4, ... up to the
+      fewest samples of any task, with bootstrap intervals over tasks;
+    - ``answer_entropy`` (envs with a final answer) and ``token_entropy`` (agents that
+      record log-probs), averaged over tasks / episodes;
+    - ``aggregates``: mean, median, IQM and optimality gap of per-task success with
+      stratified bootstrap intervals, and a performance profile.
     """
     columns = episode_values(episodes)
     metrics = {
@@ -184,10 +409,50 @@ def summarize_episodes(
             metrics[name] = derived_interval(
                 [[r[c] for r in usable] for c in needed], function, confidence=confidence, seed=seed
             ).model_dump()
-    return {
+    groups = task_groups(episodes)
+    samples = [len(g) for g in groups.values()]
+    summary: dict[str, Any] = {
         "counts": {
             "episodes": len(episodes),
-            "tasks": len({e.task_id for e in episodes}),
+            "tasks": len(groups),
+            "samples_per_task": {"min": min(samples), "max": max(samples)}
+            if samples
+            else {"min": 0, "max": 0},
         },
         "metrics": metrics,
     }
+    if not episodes:
+        return summary
+    counts = [(len(g), sum(e.success for e in g)) for g in groups.values()]
+    summary["pass_at_k"] = {
+        str(k): pass_at_k_tasks(counts, k, confidence=confidence, seed=seed).model_dump()
+        for k in powers_of_two(min(samples))
+    }
+    answers = [[final_answer(e) for e in g] for g in groups.values()]
+    if any(a is not None for group in answers for a in group):
+        per_task = [answer_entropy([a for a in group if a is not None]) for group in answers]
+        summary["answer_entropy"] = mean_interval(
+            per_task, confidence=confidence, seed=seed
+        ).model_dump()
+    entropies = [h for h in (token_entropy(e) for e in episodes) if h is not None]
+    if entropies:
+        summary["token_entropy"] = mean_interval(
+            entropies, confidence=confidence, seed=seed
+        ).model_dump()
+    matrix = score_matrix(groups)
+    summary["aggregates"] = {
+        "success": {
+            name: stratified_interval(
+                matrix,
+                of_task_means(function),
+                confidence=confidence,
+                seed=seed,
+            ).model_dump()
+            for name, function in AGGREGATES.items()
+        }
+    }
+    summary["performance_profile"] = {
+        "thresholds": PROFILE_THRESHOLDS,
+        "success": performance_profile(matrix.mean(axis=0), PROFILE_THRESHOLDS),
+    }
+    return summary

@@ -298,10 +298,16 @@ class DiagGymEnv(TextEnv):
         action = parse_action(text)
         if action.kind == "diagnose":
             self.diagnosis = action.name
+            resolved = self.diagnosis_matcher.resolve(action.name)
             return StepResult(
                 f"Final diagnosis recorded: {action.name}. The consultation is over.",
                 terminated=True,
-                info={"answer": self._answer(), **self._posterior_info()},
+                info={
+                    "answer": self._answer(),
+                    # the diagnosis as the knowledge base names it (for answer-level statistics)
+                    "final_answer": resolved[0] if len(resolved) == 1 else normalise(action.name),
+                    **self._posterior_info(),
+                },
             )
         return self._order(action)
 

@@ -53,6 +53,31 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
     console.print(table)
 
 
+def _interval(stat: dict[str, Any]) -> str:
+    low, high = stat.get("low"), stat.get("high")
+    value = stat.get("value")
+    text = "-" if value is None else f"{value:.3f}"
+    return text + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
+
+
+def print_task_statistics(summary: dict[str, Any]) -> None:
+    """pass@k, answer and token entropy, and the robust aggregates of per-task success."""
+    from rich.table import Table
+
+    table = Table(title="per-task statistics (95% intervals)")
+    table.add_column("statistic", style="bold")
+    table.add_column("value", justify="right")
+    for k, stat in summary.get("pass_at_k", {}).items():
+        table.add_row(f"pass@{k}", _interval(stat))
+    for key in ("answer_entropy", "token_entropy"):
+        if key in summary:
+            table.add_row(f"{key} (nats)", _interval(summary[key]))
+    for name, stat in summary.get("aggregates", {}).get("success", {}).items():
+        table.add_row(f"success {name}", _interval(stat))
+    if table.row_count:
+        console.print(table)
+
+
 @app.command("eval")
 def eval_command(
     env_id: Annotated[str, typer.Argument(help="Env id, e.g. rounds/Household-v0.")],
@@ -86,6 +111,13 @@ def eval_command(
     ] = None,
     out: Annotated[Path, typer.Option(help="Run directory to write.")] = Path("runs/eval"),
     episodes: Annotated[int | None, typer.Option(help="Tasks to run, one episode each.")] = None,
+    tasks: Annotated[int | None, typer.Option(help="Tasks to run (the split's first T).")] = None,
+    samples_per_task: Annotated[
+        int,
+        typer.Option(
+            "--samples-per-task", min=1, help="Independent episodes per task (K), for pass@k."
+        ),
+    ] = 1,
     split: Annotated[str, typer.Option(help="Task split: train, validation or test.")] = "test",
     seed: Annotated[int, typer.Option(help="Base seed of resets and sampling.")] = 0,
     concurrency: Annotated[int, typer.Option(min=1, help="Episodes run at once.")] = 1,
@@ -111,6 +143,8 @@ def eval_command(
         agent_options=agent_options,
         split=split,
         episodes=episodes,
+        tasks=tasks,
+        samples_per_task=samples_per_task,
         seed=seed,
         concurrency=concurrency,
     )
@@ -150,4 +184,5 @@ def eval_command(
         except (ValueError, ImportError) as err:
             fail(str(err))
     print_summary(summary, f"{agent} on {env_id} ({split} split)")
+    print_task_statistics(summary)
     console.print(f"Run directory: [bold]{out}[/]")
