@@ -124,6 +124,18 @@ class GRPOConfig(BaseModel):
     )
     device: str = Field(default="auto", description="cpu, cuda, or auto.")
 
+    # --- held-out evaluation during training
+    eval_every: int = Field(
+        default=0, ge=0, description="Evaluate every N steps on eval_split (0: never)."
+    )
+    eval_tasks: int = Field(
+        default=16, ge=1, description="Tasks of each evaluation (the split's first T)."
+    )
+    eval_samples_per_task: int = Field(
+        default=4, ge=1, description="Samples per task (K) for pass@k."
+    )
+    eval_split: str = Field(default="validation", description="Split of the held-out evaluation.")
+
     # --- logging and checkpoints
     checkpoint_every: int = Field(
         default=10, ge=1, description="Save a checkpoint every N steps (and at the end)."

@@ -260,6 +260,8 @@ class GRPOTrainer:
         timing["time_update"] = time.perf_counter() - update_started
         timing["time_step"] = time.perf_counter() - started
         metrics = self.metrics(step, scored, advantage_stats, update_stats, timing)
+        if self.config.eval_every and (step + 1) % self.config.eval_every == 0:
+            metrics.update(self.evaluate(step))
         self.log(step, metrics, scored)
         self.checkpoint(step)
         return metrics
@@ -324,6 +326,71 @@ class GRPOTrainer:
             "time_generation": agent.generation_seconds,
             "time_env": env_time,
         }
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Held-out evaluation with the current policy: K samples of the eval split's first T tasks.
+
+        Returns ``eval/``-prefixed metrics: success, pass@k for k = 1, 2, 4, ... K, and the
+        answer-level entropy where the env reports final answers.
+        """
+        from rounds.agents.hf import HFAgent
+        from rounds.stats import answer_entropy, final_answer, powers_of_two
+
+        config = self.config
+        started = time.perf_counter()
+        probe = make(config.env_id, split=config.eval_split, **self.env_kwargs)
+        ids = probe.unwrapped.task_ids(config.eval_split)
+        probe.close()
+        k_samples = config.eval_samples_per_task
+        specs = [
+            EpisodeSpec(
+                task_id=str(ids[t % len(ids)]),
+                seed=step_seed("eval", config.seed, t),
+                agent_seed=step_seed("eval-agent", config.seed, step, t, k),
+                meta={"task": t},
+            )
+            for t in range(config.eval_tasks)
+            for k in range(k_samples)
+        ]
+        agent = HFAgent(
+            model_obj=self.policy,
+            tokenizer=self.tokenizer,
+            device=self.device,
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            max_context_tokens=config.max_episode_tokens,
+            max_episode_tokens=config.max_episode_tokens,
+            seed=step_seed("eval-sample", config.seed, step),
+        )
+        self.policy.eval()
+        rollouts = list(
+            run_episodes(
+                lambda: make(config.env_id, split=config.eval_split, **self.env_kwargs),
+                agent,
+                specs,
+                env_id=config.env_id,
+                concurrency=config.concurrency or len(specs),
+                step_timeout_s=config.step_timeout_s,
+            )
+        )
+        self.policy.train()
+        by_task: dict[int, list[Episode]] = {}
+        for rollout in rollouts:
+            by_task.setdefault(int(rollout.episode.meta["task"]), []).append(rollout.episode)
+        successes = [[float(e.success) for e in group] for group in by_task.values()]
+        result = {"eval/success": float(np.mean([s for group in successes for s in group]))}
+        for k in powers_of_two(k_samples):
+            result[f"eval/pass@{k}"] = float(
+                np.mean([pass_at_k(len(s), int(sum(s)), k) for s in successes])
+            )
+        answers = [
+            [a for a in (final_answer(e) for e in group) if a is not None]
+            for group in by_task.values()
+        ]
+        if any(answers):
+            result["eval/answer_entropy"] = float(np.mean([answer_entropy(a) for a in answers]))
+        result["time_eval"] = time.perf_counter() - started
+        return result
 
     # ------------------------------------------------------------------ 2. score
 

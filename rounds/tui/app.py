@@ -40,7 +40,16 @@ COLUMNS = [
 ]
 SORTABLE = ["line", "env", "task", "outcome", "reward", "turns", "seed", "step"]
 #: Training curves shown for a run with metrics.jsonl.
-CURVES = ["reward_mean", "success_rate", "pass@1", "loss", "kl", "entropy"]
+CURVES = [
+    "reward_mean",
+    "success_rate",
+    "pass@1",
+    "eval/pass@1",
+    "loss",
+    "kl",
+    "entropy",
+    "eval/success",
+]
 CHUNK = 2000
 #: Rows the episode table holds at once (the window over the whole list).
 PAGE = 200
@@ -62,7 +71,7 @@ def _cell(row: EpisodeRow, attribute: str) -> Any:
 
 
 def _curve_id(name: str) -> str:
-    return name.replace("@", "-at-").replace("_", "-")
+    return name.replace("@", "-at-").replace("_", "-").replace("/", "-")
 
 
 def _sort_key(value: Any) -> Any:
