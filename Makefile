@@ -24,9 +24,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The main job on the embedded default.
+## The main job on the embedded default: the training demo (tiny model, CPU, about two minutes).
 demo: install
-	$(BIN)/rounds eval rounds/Household-v0 --agent expert --episodes 60 --out runs/demo
+	$(BIN)/rounds train examples/configs/demo.yaml
 
 ## The whole test suite.
 test: install

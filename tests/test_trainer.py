@@ -325,3 +325,46 @@ def test_rounds_train_cli_with_a_config_file_and_flags(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "group_size" in bad.output
     missing = CliRunner().invoke(app, ["train", str(tmp_path / "nope.yaml")], terminal_width=400)
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_warm_start_clones_a_scripted_baseline_once(tmp_path: Path) -> None:
+    from rounds.trainers import WarmStart
+
+    settings = {
+        "env_id": "rounds/DiagGym-v0",
+        "env_kwargs": {"list_exams": False},
+        "steps": 1,
+        "tasks_per_step": 1,
+        "group_size": 2,
+        "max_new_tokens": 8,
+        "max_turns": 2,
+        "max_episode_tokens": 2048,
+        "use_tools": False,
+        "warm_start": WarmStart(
+            policy="bayes", episodes=8, epochs=3, learning_rate=3e-3, micro_batch_size=4
+        ),
+    }
+    epochs: list[float] = []
+    t = trainer(tmp_path, **settings)
+    t.on_warm_start = lambda epoch, loss: epochs.append(loss)
+    t.train()
+    assert len(epochs) == 3 and epochs[-1] < epochs[0]
+    rows = list(RunDir(t.config.output_dir).metrics())
+    assert [r["phase"] for r in rows if "phase" in r] == ["warm_start"] * 3 and rows[-1][
+        "step"
+    ] == 0
+    again = trainer(tmp_path, **{**settings, "steps": 2})
+    assert again.warm_started and again.start_step == 1
+    again.train()
+    assert (
+        sum(1 for r in RunDir(t.config.output_dir).metrics() if r.get("phase")) == 3
+    )  # not cloned twice
+
+
+def test_demo_config_is_valid() -> None:
+    config = GRPOConfig.from_yaml(Path(__file__).parents[1] / "examples" / "configs" / "demo.yaml")
+    assert (
+        config.warm_start is not None
+        and config.env_id == "rounds/DiagGym-v0"
+        and config.model == "tiny"
+    )

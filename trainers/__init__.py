@@ -4,9 +4,9 @@
 does not import torch; building a trainer does.
 """
 
-from rounds.trainers.config import GRPOConfig, LoRAConfig
+from rounds.trainers.config import GRPOConfig, LoRAConfig, WarmStart
 
-__all__ = ["GRPOConfig", "GRPOTrainer", "LoRAConfig"]
+__all__ = ["GRPOConfig", "GRPOTrainer", "LoRAConfig", "WarmStart"]
 
 
 def __getattr__(name: str) -> object:

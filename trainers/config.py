@@ -29,6 +29,22 @@ class LoRAConfig(BaseModel):
     )
 
 
+class WarmStart(BaseModel):
+    """Behaviour cloning from one of the env's scripted baselines before the first GRPO step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: str = Field(
+        description="The env's scripted baseline to imitate (e.g. bayes, expert, reference)."
+    )
+    episodes: int = Field(default=128, ge=1, description="Episodes of the baseline to clone.")
+    epochs: int = Field(default=4, ge=1, description="Passes over them.")
+    learning_rate: float = Field(
+        default=3e-4, gt=0.0, description="AdamW learning rate of the cloning."
+    )
+    micro_batch_size: int = Field(default=8, ge=1, description="Episodes per cloning step.")
+
+
 class GRPOConfig(BaseModel):
     """Agentic multi-turn GRPO: rollouts in an env, advantages, a clipped policy-gradient update."""
 
@@ -55,12 +71,20 @@ class GRPOConfig(BaseModel):
         default=4096, ge=16, description="Token budget of a whole episode."
     )
     temperature: float = Field(default=1.0, gt=0.0, description="Sampling temperature of rollouts.")
+    use_tools: bool = Field(
+        default=True,
+        description="Render the env's tool specs in the prompt (when the template can).",
+    )
     max_turns: int | None = Field(default=None, ge=1, description="Override the env's turn limit.")
     concurrency: int | None = Field(
         default=None, ge=1, description="Episodes generated together (default: the whole step)."
     )
     step_timeout_s: float = Field(
         default=60.0, gt=0, description="Env step timeout; the episode is truncated."
+    )
+
+    warm_start: WarmStart | None = Field(
+        default=None, description="Clone a scripted baseline before GRPO."
     )
 
     # --- rewards and advantages

@@ -75,6 +75,7 @@ class GRPOTrainer:
         config: every setting; see :class:`GRPOConfig`.
         tokenizer: with a loaded model.
         on_step: called with each step's metrics (the CLI's progress display).
+        on_warm_start: called with each warm-start epoch and its loss.
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class GRPOTrainer:
         *,
         tokenizer: Any = None,
         on_step: Callable[[dict[str, Any]], None] | None = None,
+        on_warm_start: Callable[[int, float], None] | None = None,
     ) -> None:
         import torch
 
@@ -99,6 +101,7 @@ class GRPOTrainer:
         self.config = (config or GRPOConfig()).model_copy(update=updates)
         config = self.config
         self.on_step = on_step
+        self.on_warm_start = on_warm_start
         self.device = self._device(config.device)
         self.run = RunDir(config.output_dir)
         self.checkpoints = self.run.checkpoints_path
@@ -150,6 +153,7 @@ class GRPOTrainer:
         if len(self.task_ids) == 0:
             raise ValueError(f"{config.env_id} has no tasks in split {config.split!r}")
         self.run.write_config({"kind": "train", **config.model_dump(mode="json")})
+        self.warm_started = any(row.get("phase") == "warm_start" for row in self.run.metrics())
         self._loggers = self._external_loggers()
 
     # ------------------------------------------------------------------ setup
@@ -241,8 +245,11 @@ class GRPOTrainer:
     # ------------------------------------------------------------------ the loop
 
     def train(self) -> dict[str, Any]:
-        """Run the remaining steps; returns the last step's metrics."""
+        """Warm-start if configured (a new run only), then run the remaining steps; returns the
+        last step's metrics."""
         metrics: dict[str, Any] = {}
+        if self.config.warm_start is not None and self.start_step == 0 and not self.warm_started:
+            self.warm_start()
         for step in range(self.start_step, self.config.steps):
             metrics = self.train_step(step)
         for logger in self._loggers:
@@ -265,6 +272,63 @@ class GRPOTrainer:
         self.log(step, metrics, scored)
         self.checkpoint(step)
         return metrics
+
+    # ------------------------------------------------------------------ 0. warm start
+
+    def warm_start(self) -> list[float]:
+        """Clone the configured scripted baseline; logs a ``phase: warm_start`` row per epoch."""
+        from rounds.agents.tokens import ConversationTokens
+        from rounds.trainers.warm_start import clone, clone_sequence, collect
+
+        settings = self.config.warm_start
+        assert settings is not None
+        started = time.perf_counter()
+        rollouts = collect(
+            self.make_env,
+            self.config.env_id,
+            settings.policy,
+            settings.episodes,
+            self.config.seed,
+            self.task_ids,
+        )
+        probe = self.make_env()
+        tools = probe.unwrapped.tools
+        probe.close()
+        tokens = ConversationTokens(
+            self.tokenizer, max_context_tokens=self.config.max_episode_tokens
+        )
+        sequences = [clone_sequence(r, tokens, tools) for r in rollouts]
+        sequences = [
+            s
+            for s in sequences
+            if s.input_ids and len(s.input_ids) <= self.config.max_episode_tokens
+        ]
+        losses = clone(
+            self.policy,
+            sequences,
+            epochs=settings.epochs,
+            learning_rate=settings.learning_rate,
+            micro_batch_size=settings.micro_batch_size,
+            pad_id=int(self.tokenizer.pad_token_id),
+            device=self.device,
+            seed=self.config.seed,
+            on_epoch=self.on_warm_start,
+        )
+        with self.run.metrics_writer() as writer:
+            for epoch, loss in enumerate(losses):
+                writer.write(
+                    {
+                        "step": -1,
+                        "phase": "warm_start",
+                        "epoch": epoch,
+                        "warm_start_loss": loss,
+                        "episodes": len(sequences),
+                        "policy": settings.policy,
+                        "time": time.perf_counter() - started,
+                    }
+                )
+        self.warm_started = True
+        return losses
 
     # ------------------------------------------------------------------ 1. rollout
 
@@ -298,6 +362,7 @@ class GRPOTrainer:
             max_context_tokens=config.max_episode_tokens,
             max_episode_tokens=config.max_episode_tokens,
             seed=step_seed("sample", config.seed, step),
+            use_tools=config.use_tools,
         )
         agent.model = config.model
         started = time.perf_counter()
@@ -361,6 +426,7 @@ class GRPOTrainer:
             max_context_tokens=config.max_episode_tokens,
             max_episode_tokens=config.max_episode_tokens,
             seed=step_seed("eval-sample", config.seed, step),
+            use_tools=config.use_tools,
         )
         self.policy.eval()
         rollouts = list(

@@ -119,6 +119,8 @@ class DiagGymEnv(TextEnv):
     - ``cases``: ``"bank"`` (default), ``"generated"``, or a DiagBench JSON/JSONL path.
     - ``world_model``: ``"knowledge"`` (default for generated cases), ``"lookup"``
       (default for files), or ``"llm"`` with ``world_model_options``.
+    - ``list_exams``: list the exam catalogue in the system prompt (default True; False
+      gives a prompt about 1,300 tokens shorter, for small models and fast training).
     - ``judge``: ``"alias"`` (names, aliases, accepted broader terms, fuzzy matching) or
       ``"llm"`` with ``judge_options={"model": ..., "base_url": ...}`` (an OpenAI-compatible
       chat endpoint; alias matching decides when it fails).
@@ -167,11 +169,13 @@ class DiagGymEnv(TextEnv):
         world_model_options: Mapping[str, Any] | None = None,
         judge: str = "alias",
         judge_options: Mapping[str, Any] | None = None,
+        list_exams: bool = True,
         max_turns: int = 12,
         **kwargs: Any,
     ) -> None:
         super().__init__(max_turns=max_turns, **kwargs)
         self.kb = load_knowledge()
+        self.list_exams = list_exams
         self.source = make_source(self.kb, str(cases))
         kind = world_model or ("knowledge" if self.source.generated else "lookup")
         self.world_model = self._make_world_model(kind, dict(world_model_options or {}))
@@ -237,7 +241,8 @@ class DiagGymEnv(TextEnv):
             "The available information is sufficient to make a diagnosis.\n"
             "Diagnosis: <one diagnosis>\nReason: <why>\n\n"
             "You may instead write 'exam: <name>' or 'diagnosis: <name>', or call the tools order_exam and "
-            f"diagnose. Order one examination per turn. Examinations available: {exams}."
+            "diagnose. Order one examination per turn."
+            + (f" Examinations available: {exams}." if self.list_exams else "")
         )
 
     @property

@@ -87,8 +87,19 @@ def train_command(
                 speed=f"{metrics['tokens_per_s']:.0f} tok/s",
             )
 
+        def on_warm_start(epoch: int, loss: float) -> None:
+            assert config.warm_start is not None
+            console.print(
+                f"warm start: epoch {epoch + 1}/{config.warm_start.epochs}, cloning loss {loss:.3f}"
+            )
+
+        if config.warm_start is not None:
+            console.print(
+                f"Warm start: cloning the env's '{config.warm_start.policy}' baseline on "
+                f"{config.warm_start.episodes} episodes before GRPO."
+            )
         try:
-            trainer = GRPOTrainer(config=config, on_step=on_step)
+            trainer = GRPOTrainer(config=config, on_step=on_step, on_warm_start=on_warm_start)
         except (ValueError, ImportError, KeyError) as err:
             fail(str(err))
         progress.update(bar, completed=trainer.start_step)
@@ -97,7 +108,7 @@ def train_command(
                 f"Resuming from step {trainer.start_step} (checkpoint in {trainer.checkpoints})."
             )
         trainer.train()
-    rows = list(trainer.run.metrics())
+    rows = [row for row in trainer.run.metrics() if "reward_mean" in row]
     if rows:
         first, last = rows[0], rows[-1]
         console.print(
