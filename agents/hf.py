@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from rounds.agents.base import Action, BaseAgent, Chat
-from rounds.agents.chat import tool_calls_in_text
 from rounds.agents.tokens import ConversationTokens
 
 
@@ -166,29 +165,18 @@ class HFAgent(BaseAgent):
         elapsed = time.perf_counter() - started
         self.generation_seconds += elapsed
         actions = []
-        for row, (chat, (ids, delta, reset)) in enumerate(zip(chats, prompts, strict=True)):
+        for row, (chat, prompt) in enumerate(zip(chats, prompts, strict=True)):
             sampled = new[row].tolist()
             length = next(
                 (i + 1 for i, t in enumerate(sampled) if t in self.stop_ids), len(sampled)
             )
-            completion = sampled[:length]
-            row_logprobs = logprobs[row, :length].tolist()
-            tokens, mask = self.tokens.record(chat, completion)
-            row_logprobs += [0.0] * (len(tokens) - len(row_logprobs))
-            text = self.tokens.decode(tokens)
             actions.append(
-                Action(
-                    text=text,
-                    token_ids=tokens,
-                    logprobs=row_logprobs,
-                    prompt_ids=delta,
-                    sampled_mask=mask,
-                    context_reset=reset,
-                    tool_calls=tool_calls_in_text(text),
-                    prompt_tokens=len(ids),
-                    completion_tokens=int(sum(mask)),
+                self.tokens.action(
+                    chat,
+                    prompt,
+                    sampled[:length],
+                    logprobs[row, :length].tolist(),
                     latency_s=elapsed,
-                    finish_reason="stop" if mask[-1] == 1 else "length",
                 )
             )
         return actions

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rounds.agents.base import Chat
-from rounds.agents.chat import fit_messages
+from rounds.agents.base import Action, Chat
+from rounds.agents.chat import fit_messages, tool_calls_in_text
 
 _DUMMY = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
 _MARK = "\u2063MARK\u2063"
@@ -118,3 +118,36 @@ class ConversationTokens:
             if special:
                 text = text.replace(special, "")
         return text
+
+    def action(
+        self,
+        chat: Chat,
+        prompt: tuple[list[int], list[int], bool],
+        completion: list[int],
+        logprobs: list[float],
+        *,
+        latency_s: float,
+        finish_reason: str | None = None,
+    ) -> Action:
+        """Record a sampled completion in ``chat`` and describe it as an :class:`Action`.
+
+        ``prompt`` is what :meth:`prompt` returned for this turn; ``logprobs`` are the
+        sampled tokens' (padded with 0 for an appended end-of-turn token).
+        """
+        ids, delta, reset = prompt
+        tokens, mask = self.record(chat, completion)
+        logprobs = list(logprobs) + [0.0] * (len(tokens) - len(logprobs))
+        text = self.decode(tokens)
+        return Action(
+            text=text,
+            token_ids=tokens,
+            logprobs=logprobs,
+            prompt_ids=delta,
+            sampled_mask=mask,
+            context_reset=reset,
+            tool_calls=tool_calls_in_text(text),
+            prompt_tokens=len(ids),
+            completion_tokens=int(sum(mask)),
+            latency_s=latency_s,
+            finish_reason=finish_reason or ("stop" if mask[-1] == 1 else "length"),
+        )

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from rounds.agents.base import Action, BaseAgent, Chat
-from rounds.agents.chat import tool_calls_in_text
 from rounds.agents.tokens import ConversationTokens
 
 
@@ -86,27 +85,19 @@ class VLLMAgent(BaseAgent):
         )
         elapsed = time.perf_counter() - started
         actions = []
-        for chat, (ids, delta, reset), output in zip(chats, prompts, outputs, strict=True):
+        for chat, prompt, output in zip(chats, prompts, outputs, strict=True):
             sample = output.outputs[0]
             completion = list(sample.token_ids)
             logprobs = [
                 float(step[token].logprob)
                 for token, step in zip(completion, sample.logprobs or [], strict=False)
             ]
-            tokens, mask = self.tokens.record(chat, completion)
-            logprobs += [0.0] * (len(tokens) - len(logprobs))
-            text = self.tokens.decode(tokens)
             actions.append(
-                Action(
-                    text=text,
-                    token_ids=tokens,
-                    logprobs=logprobs,
-                    prompt_ids=delta,
-                    sampled_mask=mask,
-                    context_reset=reset,
-                    tool_calls=tool_calls_in_text(text),
-                    prompt_tokens=len(ids),
-                    completion_tokens=int(sum(mask)),
+                self.tokens.action(
+                    chat,
+                    prompt,
+                    completion,
+                    logprobs,
                     latency_s=elapsed,
                     finish_reason=sample.finish_reason,
                 )

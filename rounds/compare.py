@@ -23,6 +23,7 @@ from rounds.stats import (
     AGGREGATES,
     PROFILE_THRESHOLDS,
     Interval,
+    derived_interval,
     mean_interval,
     of_task_means,
     pass_at_k_tasks,
@@ -79,28 +80,7 @@ def load_run(path: str | Path) -> RunData:
 
 def _paired_difference(a: list[float], b: list[float], seed: int) -> Interval:
     """``mean(b) − mean(a)`` over paired tasks with a bootstrap interval (tasks resampled together)."""
-    from scipy import stats
-
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    value = float(y.mean() - x.mean())
-    diff = y - x
-    if diff.size < 2 or np.all(diff == diff[0]):
-        return Interval(value=value, low=value, high=value, n=int(diff.size))
-    result = stats.bootstrap(
-        (x, y),
-        lambda p, q, axis=-1: np.mean(q, axis=axis) - np.mean(p, axis=axis),
-        paired=True,
-        vectorized=True,
-        n_resamples=2000,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-    )
-    return Interval(
-        value=value,
-        low=float(result.confidence_interval.low),
-        high=float(result.confidence_interval.high),
-        n=int(diff.size),
-    )
+    return derived_interval([a, b], lambda x, y: y - x, seed=seed)
 
 
 def _metric(episode: Episode, name: str) -> float | None:

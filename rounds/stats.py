@@ -51,25 +51,18 @@ def mean_interval(
         return Interval(value=mean, low=mean, high=mean, n=n, confidence=confidence)
     from scipy import stats
 
-    result = stats.bootstrap(
-        (data,),
-        np.mean,
-        confidence_level=confidence,
-        n_resamples=n_resamples,
-        method="BCa",
-        random_state=np.random.default_rng(seed),
-    )
-    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-    if not (math.isfinite(low) and math.isfinite(high)):
+    for method in ("BCa", "percentile"):  # BCa can be undefined on very skewed data
         result = stats.bootstrap(
             (data,),
             np.mean,
             confidence_level=confidence,
             n_resamples=n_resamples,
-            method="percentile",
+            method=method,
             random_state=np.random.default_rng(seed),
         )
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+        if math.isfinite(low) and math.isfinite(high):
+            break
     return Interval(value=mean, low=low, high=high, n=n, confidence=confidence)
 
 

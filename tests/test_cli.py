@@ -47,7 +47,11 @@ def test_eval_writes_a_run_directory(tmp_path: Path) -> None:
     assert run.read_config()["episodes"] == 12
     summary = json.loads(run.summary_path.read_text())
     assert summary["metrics"]["success"]["value"] == 1.0
-    assert summary["counts"] == {"episodes": 12, "tasks": 12, "samples_per_task": {"min": 1, "max": 1}}
+    assert summary["counts"] == {
+        "episodes": 12,
+        "tasks": 12,
+        "samples_per_task": {"min": 1, "max": 1},
+    }
     assert summary["settings"]["split"] == "test"
 
 

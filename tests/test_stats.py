@@ -47,4 +47,8 @@ def test_summary_handles_metrics_some_episodes_lack() -> None:
     assert metrics["hit_ratio"]["n"] == 1 and metrics["hit_ratio"]["value"] == 0.5
     assert metrics["success"]["value"] == 0.5 and metrics["success"]["n"] == 2
     assert metrics["f1"]["value"] == pytest.approx(harmonic_mean(0.5, 0.25))
-    assert summary["counts"] == {"episodes": 2, "tasks": 2, "samples_per_task": {"min": 1, "max": 1}}
+    assert summary["counts"] == {
+        "episodes": 2,
+        "tasks": 2,
+        "samples_per_task": {"min": 1, "max": 1},
+    }

@@ -335,9 +335,42 @@ class GRPOTrainer:
     def make_env(self) -> Any:
         return make(self.config.env_id, split=self.config.split, **self.env_kwargs)
 
+    def play(self, specs: list[EpisodeSpec], split: str, seed: int) -> tuple[list[Rollout], float]:
+        """Run ``specs`` with the current policy (one generation batch); returns the rollouts
+        and the seconds spent generating."""
+        from rounds.agents.hf import HFAgent
+
+        config = self.config
+        agent = HFAgent(
+            model_obj=self.policy,
+            tokenizer=self.tokenizer,
+            device=self.device,
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            max_context_tokens=config.max_episode_tokens,
+            max_episode_tokens=config.max_episode_tokens,
+            seed=seed,
+            use_tools=config.use_tools,
+        )
+        agent.model = config.model
+        self.policy.eval()
+        try:
+            rollouts = list(
+                run_episodes(
+                    lambda: make(config.env_id, split=split, **self.env_kwargs),
+                    agent,
+                    specs,
+                    env_id=config.env_id,
+                    concurrency=config.concurrency or len(specs),
+                    step_timeout_s=config.step_timeout_s,
+                )
+            )
+        finally:
+            self.policy.train()
+        return rollouts, agent.generation_seconds
+
     def rollout(self, step: int) -> tuple[list[list[Rollout]], dict[str, float]]:
         """G episodes of each of the step's tasks, grouped by task (in a fixed order)."""
-        from rounds.agents.hf import HFAgent
 
         config = self.config
         rng = np.random.default_rng([config.seed, step])
@@ -353,31 +386,10 @@ class GRPOTrainer:
             for g, task in enumerate(picks)
             for k in range(config.group_size)
         ]
-        agent = HFAgent(
-            model_obj=self.policy,
-            tokenizer=self.tokenizer,
-            device=self.device,
-            max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            max_context_tokens=config.max_episode_tokens,
-            max_episode_tokens=config.max_episode_tokens,
-            seed=step_seed("sample", config.seed, step),
-            use_tools=config.use_tools,
-        )
-        agent.model = config.model
         started = time.perf_counter()
-        self.policy.eval()
-        rollouts = list(
-            run_episodes(
-                self.make_env,
-                agent,
-                specs,
-                env_id=config.env_id,
-                concurrency=config.concurrency or len(specs),
-                step_timeout_s=config.step_timeout_s,
-            )
+        rollouts, generation = self.play(
+            specs, config.split, step_seed("sample", config.seed, step)
         )
-        self.policy.train()
         elapsed = time.perf_counter() - started
         rollouts.sort(key=lambda r: (r.episode.meta["group"], r.episode.meta["member"]))
         groups: list[list[Rollout]] = [[] for _ in range(config.tasks_per_step)]
@@ -388,7 +400,7 @@ class GRPOTrainer:
         )
         return groups, {
             "time_rollout": elapsed,
-            "time_generation": agent.generation_seconds,
+            "time_generation": generation,
             "time_env": env_time,
         }
 
@@ -398,7 +410,6 @@ class GRPOTrainer:
         Returns ``eval/``-prefixed metrics: success, pass@k for k = 1, 2, 4, ... K, and the
         answer-level entropy where the env reports final answers.
         """
-        from rounds.agents.hf import HFAgent
         from rounds.stats import answer_entropy, final_answer, powers_of_two
 
         config = self.config
@@ -417,29 +428,9 @@ class GRPOTrainer:
             for t in range(config.eval_tasks)
             for k in range(k_samples)
         ]
-        agent = HFAgent(
-            model_obj=self.policy,
-            tokenizer=self.tokenizer,
-            device=self.device,
-            max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            max_context_tokens=config.max_episode_tokens,
-            max_episode_tokens=config.max_episode_tokens,
-            seed=step_seed("eval-sample", config.seed, step),
-            use_tools=config.use_tools,
+        rollouts, _ = self.play(
+            specs, config.eval_split, step_seed("eval-sample", config.seed, step)
         )
-        self.policy.eval()
-        rollouts = list(
-            run_episodes(
-                lambda: make(config.env_id, split=config.eval_split, **self.env_kwargs),
-                agent,
-                specs,
-                env_id=config.env_id,
-                concurrency=config.concurrency or len(specs),
-                step_timeout_s=config.step_timeout_s,
-            )
-        )
-        self.policy.train()
         by_task: dict[int, list[Episode]] = {}
         for rollout in rollouts:
             by_task.setdefault(int(rollout.episode.meta["task"]), []).append(rollout.episode)
