@@ -279,7 +279,7 @@ def test_openai_agent_requests_run_concurrently() -> None:
             run_episodes(lambda: gym.make(env_id), agent, specs, env_id=env_id, concurrency=8)
         )
         elapsed = time.perf_counter() - started
-    assert len(done) == 8 and elapsed < 1.5  # 8 x 0.3 s sequentially would take 2.4 s
+    assert len(done) == 8 and elapsed < 2.0  # 8 x 0.3 s sequentially would take 2.4 s
 
 
 # ------------------------------------------------------------------ the loop with bad agents and envs

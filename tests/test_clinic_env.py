@@ -272,7 +272,7 @@ def test_llm_world_model_prompt_is_diaggym_format() -> None:
 def test_llm_world_model_over_an_openai_compatible_server() -> None:
     def handler(path: str, payload: dict) -> tuple[int, object, dict[str, str]]:
         if "troponin" in payload["prompt"].rsplit("Exam name:", 1)[-1]:
-            time.sleep(1.0)  # slower than the timeout
+            time.sleep(4.0)  # slower than the timeout
         return 200, completion_body("WBC 15.1 x10^9/L [H]<SEP>Exam name:\nleaked"), {}
 
     with fake_openai_server(handler) as (base_url, received):
@@ -297,7 +297,7 @@ def test_llm_world_model_over_an_openai_compatible_server() -> None:
         assert len(received) == 1
         started = time.perf_counter()
         observation, *_, info = env.step("exam: troponin")
-        assert time.perf_counter() - started < 1.0
+        assert time.perf_counter() - started < 3.5  # the timeout, not the 4 s reply
         assert "No result: the world model failed" in observation and not info["invalid_action"]
         env.close()
 
@@ -346,8 +346,12 @@ def test_llm_world_model_with_a_locally_trained_tiny_model(tmp_path: Path) -> No
     )
     slow.reset(options={"task_id": "rounds-test-0000"})
     started = time.perf_counter()
-    slow.step("exam: ECG")
-    assert time.perf_counter() - started < 2.0
+    observation, *_ = slow.step("exam: ECG")
+    assert time.perf_counter() - started < 10.0
+    result = observation.split("Exam results:\n", 1)[1]
+    assert (
+        len(slow.world_model.generate.tokenizer(result).input_ids) < 1000
+    )  # cut well before 4,000 tokens
 
 
 def test_invalid_action_exception_type_is_shared() -> None:
