@@ -2,9 +2,11 @@
 
 The system prompt and tools come from the env, observations become user
 messages (tool messages after a tool call) and actions assistant messages.
-A batched agent (a local model) drives live episodes in lockstep: each round
-asks it for all their actions in one ``act_batch`` call, so generation is
-batched. Any other agent (an API client, a scripted baseline) runs each episode
+A batched agent (a local model) drives live episodes in rounds: each round
+asks it for the actions of every episode that is ready in one ``act_batch``
+call, so generation is batched; an episode whose env step is slower than the
+straggler wait sits out rounds until the step returns, so a slow env (a docker
+sandbox) does not stall generation for the others. Any other agent (an API client, a scripted baseline) runs each episode
 on its own worker, so a slow reply holds up no other episode. Either way env
 steps run in a thread pool with a timeout, so a slow or hung env cannot stall
 the rest. Every finished episode is yielded as a :class:`Rollout` holding the
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import itertools
+import math
 import threading
 import time
 import traceback
@@ -136,6 +139,7 @@ def run_episodes(
     env_id: str,
     concurrency: int = 1,
     step_timeout_s: float | None = 60.0,
+    straggler_s: float | None = 1.0,
 ) -> Iterator[Rollout]:
     """Run every episode of ``specs`` with ``agent``, ``concurrency`` at a time.
 
@@ -147,18 +151,31 @@ def run_episodes(
         env_id: recorded in each episode.
         concurrency: how many episodes are live at once.
         step_timeout_s: an env step slower than this truncates its episode with the reason.
+        straggler_s: (batched agents) how long a round waits for its env steps before
+            generating for the episodes that are ready; a slower step keeps running and
+            its episode rejoins a later round. Envs faster than this always make full
+            batches, so sampling stays reproducible; ``None`` always waits for every step.
 
     Yields:
         Each episode as it finishes (not necessarily in ``specs`` order).
     """
     if getattr(agent, "batched", False):
         yield from _run_lockstep(
-            make_env, agent, specs, env_id, max(1, concurrency), step_timeout_s
+            make_env, agent, specs, env_id, max(1, concurrency), step_timeout_s, straggler_s
         )
     else:
         yield from _run_independent(
             make_env, agent, specs, env_id, max(1, concurrency), step_timeout_s
         )
+
+
+@dataclass
+class _InFlight:
+    """An env step running in the pool, and the action it carries out."""
+
+    future: cf.Future[_StepOut]
+    action: Action
+    deadline: float
 
 
 def _run_lockstep(
@@ -168,11 +185,23 @@ def _run_lockstep(
     env_id: str,
     concurrency: int,
     step_timeout_s: float | None,
+    straggler_s: float | None,
 ) -> Iterator[Rollout]:
     pending = iter(specs)
     slots: list[_Live | None] = [None] * concurrency
     envs: list[gym.Env[str, str] | None] = [None] * concurrency
+    stepping: dict[int, _InFlight] = {}
     pool = cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rounds-env")
+
+    def finish(i: int, finished: tuple[Rollout, bool] | None) -> Rollout | None:
+        if finished is None:
+            return None
+        rollout, env_ok = finished
+        if not env_ok:
+            envs[i] = None  # a failed or hung env is not reused
+        slots[i] = None
+        return rollout
+
     try:
         while True:
             for i, live in enumerate(slots):
@@ -183,40 +212,72 @@ def _run_lockstep(
                     env = envs[i] or make_env()
                     envs[i] = env
                     slots[i] = _start(spec, env, env_id, agent)
-            active = [i for i, live in enumerate(slots) if live is not None]
-            if not active:
+            ready = [i for i, live in enumerate(slots) if live is not None and i not in stepping]
+            if not ready and not stepping:
                 return
-            chats = [slots[i].chat for i in active]  # type: ignore[union-attr]
-            try:
-                actions = agent.act_batch(chats)
-            except Exception as err:  # an agent bug ends these episodes, not the run
-                actions = [Action(text="", error=_describe(err)) for _ in chats]
-            if len(actions) != len(chats):
-                raise RuntimeError(
-                    f"{type(agent).__name__}.act_batch returned {len(actions)} actions for {len(chats)} chats"
-                )
-            futures: dict[int, cf.Future[_StepOut]] = {}
-            for i, action in zip(active, actions, strict=True):
-                live = slots[i]
-                assert live is not None
-                live.actions.append(action)
-                if action.error is None and action.end_reason is None:
-                    futures[i] = pool.submit(_step, live.env, action.text)
-            for i, action in zip(active, actions, strict=True):
-                live = slots[i]
-                assert live is not None
-                finished = _advance(live, action, futures.get(i), step_timeout_s)
-                if finished is not None:
-                    rollout, env_ok = finished
-                    if not env_ok:
-                        envs[i] = None  # a failed or hung env is not reused
-                    slots[i] = None
-                    yield rollout
+            submitted: list[cf.Future[_StepOut]] = []
+            if ready:
+                chats = [slots[i].chat for i in ready]  # type: ignore[union-attr]
+                try:
+                    actions = agent.act_batch(chats)
+                except Exception as err:  # an agent bug ends these episodes, not the run
+                    actions = [Action(text="", error=_describe(err)) for _ in chats]
+                if len(actions) != len(chats):
+                    raise RuntimeError(
+                        f"{type(agent).__name__}.act_batch returned {len(actions)} actions for {len(chats)} chats"
+                    )
+                submitted_at = time.monotonic()
+                for i, action in zip(ready, actions, strict=True):
+                    live = slots[i]
+                    assert live is not None
+                    live.actions.append(action)
+                    if action.error is None and action.end_reason is None:
+                        future = pool.submit(_step, live.env, action.text)
+                        deadline = submitted_at + (
+                            step_timeout_s if step_timeout_s is not None else math.inf
+                        )
+                        stepping[i] = _InFlight(future, action, deadline)
+                        submitted.append(future)
+                    else:
+                        rollout = finish(i, _advance(live, action, None, step_timeout_s))
+                        if rollout is not None:
+                            yield rollout
+            _wait_for_steps(stepping, submitted, straggler_s)
+            now = time.monotonic()
+            for i, flight in sorted(stepping.items()):
+                if flight.future.done() or now >= flight.deadline:
+                    del stepping[i]
+                    live = slots[i]
+                    assert live is not None
+                    rollout = finish(
+                        i, _advance(live, flight.action, flight.future, step_timeout_s)
+                    )
+                    if rollout is not None:
+                        yield rollout
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         for env in envs:
             if env is not None:
                 env.close()
+
+
+def _wait_for_steps(
+    stepping: dict[int, _InFlight],
+    submitted: list[cf.Future[_StepOut]],
+    straggler_s: float | None,
+) -> None:
+    """Block until this round's steps are done (at most ``straggler_s``), or, when no step was
+    submitted this round, until any running step finishes or reaches its deadline."""
+    if not stepping:
+        return
+    deadline = min(flight.deadline for flight in stepping.values())
+    left = max(0.0, deadline - time.monotonic()) if math.isfinite(deadline) else None
+    if submitted:
+        wait = left if straggler_s is None else min(straggler_s, math.inf if left is None else left)
+        cf.wait(submitted, timeout=wait, return_when=cf.ALL_COMPLETED)
+    else:
+        futures = [flight.future for flight in stepping.values()]
+        cf.wait(futures, timeout=left, return_when=cf.FIRST_COMPLETED)
 
 
 def _run_independent(
@@ -248,6 +309,8 @@ def _run_independent(
             live.actions.append(action)
             acting = action.error is None and action.end_reason is None
             future = step_pool.submit(_step, env, action.text) if acting else None
+            if future is not None:
+                cf.wait([future], timeout=step_timeout_s)
             finished = _advance(live, action, future, step_timeout_s)
             if finished is not None:
                 rollout, env_ok = finished
@@ -285,7 +348,10 @@ def _advance(
     future: cf.Future[_StepOut] | None,
     step_timeout_s: float | None,
 ) -> tuple[Rollout, bool] | None:
-    """Record one turn; return the finished rollout (and whether its env is reusable)."""
+    """Record one turn; return the finished rollout (and whether its env is reusable).
+
+    ``future`` is done, or past its deadline (then the turn is recorded as timed out).
+    """
     agent_info = {
         key: value
         for key, value in (
@@ -306,9 +372,7 @@ def _advance(
         reason = action.end_reason if action.error is None else f"agent error: {action.error}"
     else:
         try:
-            observation, reward, terminated, truncated, info, elapsed = future.result(
-                timeout=step_timeout_s
-            )
+            observation, reward, terminated, truncated, info, elapsed = future.result(timeout=0)
         except cf.TimeoutError:
             reason = f"env step timed out after {step_timeout_s:g}s"
         except Exception as err:  # an env bug must not take down a whole run

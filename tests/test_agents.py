@@ -362,13 +362,14 @@ def test_bad_model_outputs_are_recorded_and_the_run_continues(batched: bool) -> 
     assert episode.turns[0].action == "bad bytes ??"
 
 
-def test_agent_exceptions_and_env_failures_truncate_only_their_episode() -> None:
+@pytest.mark.parametrize("batched", [False, True])
+def test_agent_exceptions_and_env_failures_truncate_only_their_episode(batched: bool) -> None:
     env_id = "examples/EchoFail-v0"
     rounds.register_env(env_id, entry_point=f"{__name__}:EchoEnv")
     specs = [EpisodeSpec(task_id="ok-1"), EpisodeSpec(task_id="ok-2"), EpisodeSpec(task_id="ok-3")]
     reasons = {}
     for reply in ("RAISE", "boom", "slow"):
-        agent = ScriptAgent([reply])
+        agent = ScriptAgent([reply], batched=batched)
         for rollout in run_episodes(
             lambda: gym.make(env_id), agent, specs[:1], env_id=env_id, step_timeout_s=0.3
         ):
@@ -379,10 +380,89 @@ def test_agent_exceptions_and_env_failures_truncate_only_their_episode() -> None
     assert reasons["slow"] == "env step timed out after 0.3s"
     fine = list(
         run_episodes(
-            lambda: gym.make(env_id), ScriptAgent(["hi"]), specs, env_id=env_id, concurrency=2
+            lambda: gym.make(env_id),
+            ScriptAgent(["hi"], batched=batched),
+            specs,
+            env_id=env_id,
+            concurrency=2,
         )
     )
     assert len(fine) == 3 and all(not r.episode.truncated for r in fine)
+
+
+class SlowTaskEnv(TextEnv):
+    """Three turns; every step of task ``slow`` takes 0.6 s, the others are instant."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_turns=3, **kwargs)
+
+    @property
+    def system_prompt(self) -> str:
+        return "Say anything."
+
+    def task_ids(self, split: str | None = None) -> list[str]:
+        return ["slow", "fast-1", "fast-2", "fast-3"]
+
+    def _begin(self, task_id: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return f"Task {task_id}", {}
+
+    def _act(self, text: str) -> StepResult:
+        if self.task_id == "slow":
+            time.sleep(0.6)
+        return StepResult(f"turn {self.turn}", terminated=self.turn == 3)
+
+    def _finish(self, terminated: bool) -> EpisodeEnd:
+        return EpisodeEnd({"outcome": 1.0}, {"success": 1.0})
+
+
+class BatchRecorder(BaseAgent):
+    """A batched agent that records which episodes each ``act_batch`` call covered."""
+
+    batched = True
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def act_batch(self, chats: Sequence[Chat]) -> list[Action]:
+        self.batches.append(sorted(str(chat.env.task_id) for chat in chats))
+        return [Action(text="hello") for _ in chats]
+
+    def act(self, chat: Chat) -> Action:
+        return self.act_batch([chat])[0]
+
+
+@pytest.mark.parametrize("straggler_s", [0.15, None])
+def test_a_slow_env_does_not_stall_generation_for_the_others(straggler_s: float | None) -> None:
+    env_id = "examples/SlowTask-v0"
+    rounds.register_env(env_id, entry_point=f"{__name__}:SlowTaskEnv")
+    agent = BatchRecorder()
+    specs = [EpisodeSpec(task_id=t) for t in ("slow", "fast-1", "fast-2", "fast-3")]
+    order = []
+    for rollout in run_episodes(
+        lambda: gym.make(env_id),
+        agent,
+        specs,
+        env_id=env_id,
+        concurrency=4,
+        straggler_s=straggler_s,
+    ):
+        assert not rollout.episode.truncated and rollout.episode.num_turns == 3
+        assert [t.observation for t in rollout.episode.turns] == [
+            f"Task {rollout.episode.task_id}",
+            "turn 1",
+            "turn 2",
+        ]
+        order.append(rollout.episode.task_id)
+    everyone = ["fast-1", "fast-2", "fast-3", "slow"]
+    if straggler_s is None:
+        # Waiting for every step: three full batches, the slow episode holds each one back.
+        assert agent.batches == [everyone] * 3
+    else:
+        # The fast episodes run their three turns while the slow one's first step is running.
+        assert agent.batches[:3] == [everyone, everyone[:3], everyone[:3]]
+        assert order[:3] == everyone[:3] and order[3] == "slow"
+        assert [b for b in agent.batches[3:]] == [["slow"], ["slow"]]
 
 
 def test_registry_errors_say_what_to_do() -> None:

@@ -82,6 +82,15 @@ class GRPOConfig(BaseModel):
     step_timeout_s: float = Field(
         default=60.0, gt=0, description="Env step timeout; the episode is truncated."
     )
+    straggler_s: float | None = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "How long a generation round waits for env steps before going on without the "
+            "slow ones (they rejoin later); None waits for all, for reproducible batches "
+            "with slow envs."
+        ),
+    )
 
     warm_start: WarmStart | None = Field(
         default=None, description="Clone a scripted baseline before GRPO."

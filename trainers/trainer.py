@@ -144,11 +144,7 @@ class GRPOTrainer:
         if config.max_turns is not None:
             self.env_kwargs["max_turns"] = config.max_turns
         probe = make(config.env_id, split=config.split, **self.env_kwargs)
-        self.task_ids = (
-            list(probe.unwrapped.task_ids(config.split))
-            if len(probe.unwrapped.task_ids(config.split)) < 100_000
-            else probe.unwrapped.task_ids(config.split)
-        )
+        self.task_ids = probe.unwrapped.task_ids(config.split)
         probe.close()
         if len(self.task_ids) == 0:
             raise ValueError(f"{config.env_id} has no tasks in split {config.split!r}")
@@ -363,6 +359,7 @@ class GRPOTrainer:
                     env_id=config.env_id,
                     concurrency=config.concurrency or len(specs),
                     step_timeout_s=config.step_timeout_s,
+                    straggler_s=config.straggler_s,
                 )
             )
         finally:
