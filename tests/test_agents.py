@@ -390,29 +390,16 @@ def test_agent_exceptions_and_env_failures_truncate_only_their_episode(batched: 
     assert len(fine) == 3 and all(not r.episode.truncated for r in fine)
 
 
-class SlowTaskEnv(TextEnv):
+class SlowTaskEnv(EchoEnv):
     """Three turns; every step of task ``slow`` takes 0.6 s, the others are instant."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(max_turns=3, **kwargs)
-
-    @property
-    def system_prompt(self) -> str:
-        return "Say anything."
 
     def task_ids(self, split: str | None = None) -> list[str]:
         return ["slow", "fast-1", "fast-2", "fast-3"]
-
-    def _begin(self, task_id: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        return f"Task {task_id}", {}
 
     def _act(self, text: str) -> StepResult:
         if self.task_id == "slow":
             time.sleep(0.6)
         return StepResult(f"turn {self.turn}", terminated=self.turn == 3)
-
-    def _finish(self, terminated: bool) -> EpisodeEnd:
-        return EpisodeEnd({"outcome": 1.0}, {"success": 1.0})
 
 
 class BatchRecorder(BaseAgent):
