@@ -28,6 +28,9 @@ class HFAgent(BaseAgent):
             the one-sequence-per-episode contract.
         seed: seeds sampling (together with the number of calls so far).
         use_tools: pass env tool specs to the chat template when it renders tools.
+        timeout_s: a generation call running longer than this stops where it is (``max_time``);
+            the cut replies end with ``finish_reason="timeout"``, so a stuck model cannot
+            hold a run for ever.
     """
 
     batched = True
@@ -48,6 +51,7 @@ class HFAgent(BaseAgent):
         max_episode_tokens: int | None = None,
         seed: int = 0,
         use_tools: bool = True,
+        timeout_s: float | None = 600.0,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -72,6 +76,7 @@ class HFAgent(BaseAgent):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.device = device
         self.max_new_tokens = max_new_tokens
+        self.timeout_s = timeout_s
         self.temperature = temperature
         self.top_p = top_p
         self.top_k = top_k
@@ -146,6 +151,7 @@ class HFAgent(BaseAgent):
                 pad_token_id=pad,
                 return_dict_in_generate=True,
                 output_logits=True,
+                max_time=self.timeout_s,
             )
         new = out.sequences[:, width:]
         scale = 1.0 if greedy else self.temperature
@@ -164,12 +170,14 @@ class HFAgent(BaseAgent):
         )
         elapsed = time.perf_counter() - started
         self.generation_seconds += elapsed
+        cut = new.shape[1] < self.max_new_tokens and not all(
+            any(t in self.stop_ids for t in row) for row in new.tolist()
+        )
         actions = []
         for row, (chat, prompt) in enumerate(zip(chats, prompts, strict=True)):
             sampled = new[row].tolist()
-            length = next(
-                (i + 1 for i, t in enumerate(sampled) if t in self.stop_ids), len(sampled)
-            )
+            stop = next((i + 1 for i, t in enumerate(sampled) if t in self.stop_ids), None)
+            length = len(sampled) if stop is None else stop
             actions.append(
                 self.tokens.action(
                     chat,
@@ -177,6 +185,7 @@ class HFAgent(BaseAgent):
                     sampled[:length],
                     logprobs[row, :length].tolist(),
                     latency_s=elapsed,
+                    finish_reason="timeout" if cut and stop is None else None,
                 )
             )
         return actions

@@ -170,6 +170,28 @@ def test_hf_left_padding_does_not_change_greedy_output() -> None:
     assert all(lp <= 1e-6 for lp in batched.logprobs)
 
 
+def test_hf_generation_timeout_cuts_the_reply_and_says_so() -> None:
+    env = gym.make("rounds/Household-v0").unwrapped
+    observation, info = env.reset(seed=0)
+
+    def chat() -> Chat:
+        messages = [
+            {"role": "system", "content": env.system_prompt},
+            {"role": "user", "content": observation},
+        ]
+        return Chat(
+            messages=messages, tools=env.tools, env=env, rng=np.random.default_rng(0), info=info
+        )
+
+    full = HFAgent("tiny", max_new_tokens=3000, seed=0, timeout_s=None).act(chat())
+    assert full.finish_reason == "stop" and full.completion_tokens > 200
+    cut = HFAgent("tiny", max_new_tokens=3000, seed=0, timeout_s=0.05).act(chat())
+    assert cut.finish_reason == "timeout" and cut.latency_s < full.latency_s
+    assert 0 < cut.completion_tokens < full.completion_tokens
+    sampled = [t for t, m in zip(cut.token_ids, cut.sampled_mask or [], strict=True) if m]
+    assert sampled == full.token_ids[: len(sampled)]  # the same sample, cut short
+
+
 def test_hf_context_window_management_rebuilds_from_truncated_messages() -> None:
     agent = HFAgent("tiny", max_new_tokens=8, max_context_tokens=300)
     episodes = run(agent, "rounds/DiagGym-v0", 1, concurrency=1)

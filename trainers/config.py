@@ -82,6 +82,11 @@ class GRPOConfig(BaseModel):
     step_timeout_s: float = Field(
         default=60.0, gt=0, description="Env step timeout; the episode is truncated."
     )
+    generation_timeout_s: float | None = Field(
+        default=600.0,
+        gt=0,
+        description="A generation call longer than this stops where it is (finish_reason timeout).",
+    )
     straggler_s: float | None = Field(
         default=1.0,
         gt=0,

@@ -347,6 +347,7 @@ class GRPOTrainer:
             max_episode_tokens=config.max_episode_tokens,
             seed=seed,
             use_tools=config.use_tools,
+            timeout_s=config.generation_timeout_s,
         )
         agent.model = config.model
         self.policy.eval()
