@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
@@ -210,6 +211,15 @@ class RunDir:
     @property
     def checkpoints_path(self) -> Path:
         return self.path / CHECKPOINTS_DIR
+
+    def clear(self) -> None:
+        """Remove what an earlier run left here (logs, summary, checkpoints, replay indexes),
+        so a run that starts over does not mix its rows with the old ones."""
+        for path in (self.episodes_path, self.metrics_path, self.summary_path):
+            path.unlink(missing_ok=True)
+        for index in self.path.glob(".*.index.json"):
+            index.unlink(missing_ok=True)
+        shutil.rmtree(self.checkpoints_path, ignore_errors=True)
 
     def write_config(self, config: BaseModel | Mapping[str, Any]) -> None:
         """Atomically write ``config.yaml``."""

@@ -203,6 +203,37 @@ def test_a_short_run_on_a_real_env_writes_a_valid_run_directory(
     assert (run.checkpoints_path / "step-000002" / "model" / "config.json").exists()
 
 
+def test_resume_keeps_the_initial_kl_reference_and_takes_a_loaded_model(tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rounds.models import resolve_model
+
+    settings = {"env_id": "toys/Vowel-v0", "steps": 1, "learning_rate": 1e-2, "kl_coef": 0.1}
+    first = trainer(tmp_path, **settings)
+    initial = parameters(first)
+    first.train()
+    trained = parameters(first)
+    assert any(not torch.equal(trained[k], initial[k]) for k in initial)
+
+    resumed = trainer(tmp_path, **{**settings, "steps": 2})
+    assert resumed.start_step == 1 and resumed.reference is not None
+    reference = {k: v.detach().cpu() for k, v in resumed.reference.state_dict().items()}
+    assert all(torch.equal(reference[k], initial[k]) for k in initial)  # not the checkpoint
+    assert all(torch.equal(parameters(resumed)[k], trained[k]) for k in trained)
+
+    # A model object the caller loaded (tied embeddings, as in the tiny model and small Qwens).
+    path = resolve_model("tiny")
+    model = AutoModelForCausalLM.from_pretrained(path)
+    assert model.config.tie_word_embeddings
+    loaded = GRPOTrainer(
+        model=model,
+        tokenizer=AutoTokenizer.from_pretrained(path),
+        config=GRPOConfig(**{**TOY, **settings, "steps": 2, "output_dir": str(tmp_path / "run")}),
+    )
+    assert loaded.start_step == 1
+    assert all(torch.equal(parameters(loaded)[k], trained[k]) for k in trained)
+
+
 def test_lora_kl_and_step_groups(tmp_path: Path) -> None:
     t = trainer(
         tmp_path,
@@ -354,11 +385,25 @@ def test_warm_start_clones_a_scripted_baseline_once(tmp_path: Path) -> None:
         "step"
     ] == 0
     again = trainer(tmp_path, **{**settings, "steps": 2})
-    assert again.warm_started and again.start_step == 1
+    assert again.resumed and again.start_step == 1
     again.train()
     assert (
         sum(1 for r in RunDir(t.config.output_dir).metrics() if r.get("phase")) == 3
     )  # not cloned twice
+
+    # Killed after the warm start, before any GRPO step: the resumed run keeps the clone.
+    killed = trainer(tmp_path / "killed", **settings)
+    killed.warm_start()
+    resumed = trainer(tmp_path / "killed", **settings)
+    assert resumed.resumed and resumed.start_step == 0
+    for a, b in zip(killed.policy.parameters(), resumed.policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+    # A fresh run (resume: false) in a used directory starts a clean log.
+    fresh = trainer(tmp_path, **{**settings, "warm_start": None, "resume": False})
+    assert not fresh.resumed and fresh.start_step == 0
+    assert list(RunDir(t.config.output_dir).metrics()) == []
+    assert not (Path(t.config.output_dir) / "checkpoints").exists()
 
 
 def test_demo_config_is_valid() -> None:

@@ -109,15 +109,12 @@ class GRPOTrainer:
         self.start_step = int(read_state(resume_from)["step"]) if resume_from is not None else 0
 
         torch.manual_seed(config.seed)
-        self.policy, self.tokenizer = self._load_policy(model, tokenizer, resume_from)
         self.autocast = self._autocast_dtype(config.bf16)
+        self.policy, self.tokenizer, self.reference = self._load_policy(
+            model, tokenizer, resume_from
+        )
         if config.gradient_checkpointing:
             self.policy.gradient_checkpointing_enable()
-        self.reference = None
-        if config.kl_coef > 0 and config.lora is None:
-            self.reference = copy.deepcopy(self.policy).eval()
-            for parameter in self.reference.parameters():
-                parameter.requires_grad_(False)
         params = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             params, lr=config.learning_rate, weight_decay=config.weight_decay
@@ -139,6 +136,12 @@ class GRPOTrainer:
                 self.start_step,
                 lambda row: (row.get("meta") or {}).get("step"),
             )
+        else:
+            # Starting over: rows and checkpoints of an earlier run here (or of one killed
+            # before its first checkpoint) are not this run's.
+            self.run.clear()
+        #: Whether the weights come from a checkpoint (then any warm start is in them).
+        self.resumed = resume_from is not None
 
         self.env_kwargs = dict(config.env_kwargs)
         if config.max_turns is not None:
@@ -149,7 +152,6 @@ class GRPOTrainer:
         if len(self.task_ids) == 0:
             raise ValueError(f"{config.env_id} has no tasks in split {config.split!r}")
         self.run.write_config({"kind": "train", **config.model_dump(mode="json")})
-        self.warm_started = any(row.get("phase") == "warm_start" for row in self.run.metrics())
         self._loggers = self._external_loggers()
 
     # ------------------------------------------------------------------ setup
@@ -174,7 +176,17 @@ class GRPOTrainer:
             )
         return None
 
-    def _load_policy(self, model: Any, tokenizer: Any, checkpoint: Path | None) -> tuple[Any, Any]:
+    def _load_policy(
+        self, model: Any, tokenizer: Any, checkpoint: Path | None
+    ) -> tuple[Any, Any, Any]:
+        """The policy (from ``checkpoint`` when resuming), its tokenizer, and the frozen KL
+        reference: the initial policy, also on resume.
+
+        Trained weights are loaded in float32 whatever their stored dtype: AdamW steps on
+        bf16 weights mostly round away, so bf16 is used only through autocast. A frozen
+        LoRA base is loaded in bf16 when training in bf16 (peft keeps adapters in float32).
+        """
+        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -182,25 +194,33 @@ class GRPOTrainer:
 
         hf_logging.disable_progress_bar()
         config = self.config
-        if model is not None and not isinstance(model, str):
+        loaded = model is not None and not isinstance(model, str)
+        if loaded:
             if tokenizer is None:
                 raise ValueError("pass tokenizer= together with a loaded model")
-            policy = model
+            base = model
         else:
             source = resolve_model(config.model)
-            if checkpoint is not None and config.lora is None:
-                source = str(checkpoint / "model")
-            policy = AutoModelForCausalLM.from_pretrained(source)
+            frozen_bf16 = config.lora is not None and self.autocast is not None
+            base = AutoModelForCausalLM.from_pretrained(
+                source, dtype=self.autocast if frozen_bf16 else torch.float32
+            )
             tokenizer = AutoTokenizer.from_pretrained(source)
+        reference = None
+        if config.kl_coef > 0 and config.lora is None:
+            reference = copy.deepcopy(base).eval().to(self.device)
+            for parameter in reference.parameters():
+                parameter.requires_grad_(False)
+        policy = base
         if config.lora is not None:
             from peft import LoraConfig, PeftModel, get_peft_model
 
             if checkpoint is not None:
-                policy = PeftModel.from_pretrained(policy, checkpoint / "model", is_trainable=True)
+                policy = PeftModel.from_pretrained(base, checkpoint / "model", is_trainable=True)
             else:
                 lora = config.lora
                 policy = get_peft_model(
-                    policy,
+                    base,
                     LoraConfig(
                         r=lora.r,
                         lora_alpha=lora.alpha,
@@ -208,11 +228,13 @@ class GRPOTrainer:
                         target_modules=lora.target_modules,
                     ),
                 )
-        elif checkpoint is not None and model is not None and not isinstance(model, str):
-            from safetensors.torch import load_file
-
-            policy.load_state_dict(load_file(str(checkpoint / "model" / "model.safetensors")))
-        return policy.to(self.device), tokenizer
+        elif checkpoint is not None:
+            saved = AutoModelForCausalLM.from_pretrained(checkpoint / "model", dtype=torch.float32)
+            if loaded:
+                base.load_state_dict(saved.state_dict())
+            else:
+                policy = saved
+        return policy.to(self.device), tokenizer, reference
 
     def _external_loggers(self) -> list[Any]:
         loggers: list[Any] = []
@@ -244,7 +266,7 @@ class GRPOTrainer:
         """Warm-start if configured (a new run only), then run the remaining steps; returns the
         last step's metrics."""
         metrics: dict[str, Any] = {}
-        if self.config.warm_start is not None and self.start_step == 0 and not self.warm_started:
+        if self.config.warm_start is not None and not self.resumed:
             self.warm_start()
         for step in range(self.start_step, self.config.steps):
             metrics = self.train_step(step)
@@ -323,7 +345,7 @@ class GRPOTrainer:
                         "time": time.perf_counter() - started,
                     }
                 )
-        self.warm_started = True
+        self._save(0)  # a run killed later resumes with the warm-started weights
         return losses
 
     # ------------------------------------------------------------------ 1. rollout
@@ -377,7 +399,7 @@ class GRPOTrainer:
         specs = [
             EpisodeSpec(
                 task_id=str(self.task_ids[int(task)]),
-                seed=step_seed(config.seed, step, g, k),
+                seed=step_seed(config.seed, step, g),  # a group shares the task and its env seed
                 agent_seed=step_seed("agent", config.seed, step, g, k),
                 meta={"step": step, "group": g, "member": k},
             )
@@ -756,6 +778,9 @@ class GRPOTrainer:
         done = step + 1
         if done % self.config.checkpoint_every and done != self.config.steps:
             return
+        self._save(done)
+
+    def _save(self, done: int) -> None:
         save_checkpoint(
             self.checkpoints,
             done,
