@@ -15,7 +15,8 @@ class HFAgent(BaseAgent):
 
     Prompts are left-padded; each sequence stops at its own end-of-turn token. The
     log-probs are ``log softmax(logits / temperature)`` of the sampled tokens, the
-    sampling distribution when ``top_p=1`` and ``top_k=0`` (the defaults).
+    sampling distribution when ``top_p=1`` and ``top_k=0`` (the defaults); the model's
+    own generation defaults (a repetition penalty, top-k) are not applied.
 
     Args:
         model: a local path, a hub id, or ``"tiny"``; or pass ``model_obj`` and ``tokenizer``.
@@ -89,6 +90,17 @@ class HFAgent(BaseAgent):
             getattr(self.lm.config, "max_position_embeddings", 32_768)
         )
         self.tokens = ConversationTokens(tokenizer, use_tools=use_tools, max_context_tokens=context)
+        from transformers import GenerationConfig
+
+        model_defaults = self.lm.generation_config
+        # Sampling must follow exactly the settings above, the distribution whose log-probs
+        # are recorded: a model's own defaults (Qwen's repetition_penalty, top_k, top_p)
+        # would otherwise be merged in and make the training data off-policy.
+        self._neutral = GenerationConfig(
+            bos_token_id=model_defaults.bos_token_id,
+            eos_token_id=model_defaults.eos_token_id,
+            pad_token_id=model_defaults.pad_token_id,
+        )
         stops = self.lm.generation_config.eos_token_id
         stops = stops if isinstance(stops, list) else [stops]
         self.stop_ids = sorted({int(s) for s in stops if s is not None} | {self.tokens.eos_id})
@@ -101,10 +113,12 @@ class HFAgent(BaseAgent):
         started = time.perf_counter()
         prompts = [self.tokens.prompt(chat, self.max_new_tokens) for chat in chats]
         budget = self.max_episode_tokens
+        # With a budget, a conversation that had to be cut to fit the context is over:
+        # its tokens are no longer one sequence the trainer could learn from.
         live = [
             i
-            for i, (ids, _, _) in enumerate(prompts)
-            if budget is None or len(ids) + self.max_new_tokens <= budget
+            for i, (ids, _, reset) in enumerate(prompts)
+            if budget is None or (not reset and len(ids) + self.max_new_tokens <= budget)
         ]
         actions: dict[int, Action] = {
             i: Action(text="", end_reason=f"episode token budget ({budget}) reached")
@@ -138,21 +152,25 @@ class HFAgent(BaseAgent):
         torch.manual_seed(self.seed * 1_000_003 + self._calls)
         self._calls += 1
         self.lm.eval()
-        with torch.no_grad():
-            out = self.lm.generate(
-                input_ids=input_ids,
-                attention_mask=attention,
-                max_new_tokens=self.max_new_tokens,
-                do_sample=not greedy,
-                temperature=None if greedy else self.temperature,
-                top_p=None if greedy else self.top_p,
-                top_k=None if greedy else self.top_k,
-                eos_token_id=self.stop_ids,
-                pad_token_id=pad,
-                return_dict_in_generate=True,
-                output_logits=True,
-                max_time=self.timeout_s,
-            )
+        model_defaults, self.lm.generation_config = self.lm.generation_config, self._neutral
+        try:
+            with torch.no_grad():
+                out = self.lm.generate(
+                    input_ids=input_ids,
+                    attention_mask=attention,
+                    max_new_tokens=self.max_new_tokens,
+                    do_sample=not greedy,
+                    temperature=None if greedy else self.temperature,
+                    top_p=None if greedy else self.top_p,
+                    top_k=None if greedy else self.top_k,
+                    eos_token_id=self.stop_ids,
+                    pad_token_id=pad,
+                    return_dict_in_generate=True,
+                    output_logits=True,
+                    max_time=self.timeout_s,
+                )
+        finally:
+            self.lm.generation_config = model_defaults
         new = out.sequences[:, width:]
         scale = 1.0 if greedy else self.temperature
         logprobs = (

@@ -152,6 +152,31 @@ def test_hf_logprobs_match_a_teacher_forced_forward_pass(hf_agent: HFAgent) -> N
         np.testing.assert_allclose(action.logprobs[: len(sampled)], expected.numpy(), atol=2e-4)
 
 
+def test_hf_sampling_ignores_the_model_s_own_generation_defaults() -> None:
+    """Qwen ships repetition_penalty/top_k defaults; merged into sampling they would make the
+    recorded log-probs describe another distribution than the one sampled from."""
+    env = diaggym()
+    env.reset(seed=1)
+
+    def sample(agent: HFAgent) -> list[int]:
+        chat = Chat(
+            messages=[{"role": "user", "content": "Patient with fever."}],
+            tools=[],
+            env=env.unwrapped,
+            rng=np.random.default_rng(0),
+        )
+        return agent.act(chat).token_ids or []
+
+    plain = sample(HFAgent("tiny", max_new_tokens=12, seed=3))
+    shipped = HFAgent("tiny", max_new_tokens=12, seed=3)
+    shipped.lm.generation_config.repetition_penalty = 5.0
+    shipped.lm.generation_config.suppress_tokens = plain[
+        :3
+    ]  # merged in, it would change the sample
+    assert sample(shipped) == plain
+    assert shipped.lm.generation_config.suppress_tokens == plain[:3]  # restored after sampling
+
+
 def test_hf_left_padding_does_not_change_greedy_output() -> None:
     agent = HFAgent("tiny", max_new_tokens=10, temperature=0.0)
     env = diaggym().unwrapped
@@ -190,6 +215,36 @@ def test_hf_generation_timeout_cuts_the_reply_and_says_so() -> None:
     assert 0 < cut.completion_tokens < full.completion_tokens
     sampled = [t for t, m in zip(cut.token_ids, cut.sampled_mask or [], strict=True) if m]
     assert sampled == full.token_ids[: len(sampled)]  # the same sample, cut short
+
+
+def test_hf_episode_token_budget_ends_the_episode_before_any_context_cut() -> None:
+    probe = HFAgent("tiny", max_new_tokens=16, seed=0)
+    env = gym.make("rounds/Household-v0").unwrapped
+    observation, info = env.reset(seed=0)
+    messages = [
+        {"role": "system", "content": env.system_prompt},
+        {"role": "user", "content": observation},
+    ]
+    chat = Chat(
+        messages=messages, tools=env.tools, env=env, rng=np.random.default_rng(0), info=info
+    )
+    budget = len(probe.tokens.prompt(chat, 16)[0]) + 150
+    # The context equals the budget, as in the trainer: the cut must not happen, the end must.
+    agent = HFAgent(
+        "tiny", max_new_tokens=16, seed=0, max_context_tokens=budget, max_episode_tokens=budget
+    )
+    rollout = next(
+        run_episodes(
+            lambda: gym.make("rounds/Household-v0", max_turns=50),
+            agent,
+            [EpisodeSpec(seed=0)],
+            env_id="rounds/Household-v0",
+        )
+    )
+    assert rollout.episode.truncated
+    assert rollout.episode.meta["truncation_reason"] == f"episode token budget ({budget}) reached"
+    assert not any(a.context_reset for a in rollout.actions)
+    assert sum(len(a.prompt_ids or []) + len(a.token_ids or []) for a in rollout.actions) <= budget
 
 
 def test_hf_context_window_management_rebuilds_from_truncated_messages() -> None:
