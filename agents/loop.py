@@ -17,6 +17,7 @@ ids and log-probs for model agents).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import itertools
 import math
 import threading
@@ -169,13 +170,110 @@ def run_episodes(
         )
 
 
+class _EnvCalls:
+    """The thread pool env calls run in.
+
+    A call past its deadline cannot be stopped and keeps its thread, so instead of
+    leaving the pool a worker short (later calls would queue behind the hung one and
+    time out in turn) the pool is replaced: the old one finishes what it holds and exits.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._lock = threading.Lock()
+        self._pool = self._new()
+
+    def _new(self) -> cf.ThreadPoolExecutor:
+        return cf.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="rounds-env")
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future[Any]:
+        with self._lock:
+            return self._pool.submit(fn, *args)
+
+    def abandon_hung(self) -> None:
+        with self._lock:
+            self._pool.shutdown(wait=False)
+            self._pool = self._new()
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _discard(env: gym.Env[str, str] | None) -> None:
+    """Close an env that failed or hung, without waiting for it (it may never return)."""
+
+    def close() -> None:
+        with contextlib.suppress(Exception):
+            env.close()  # type: ignore[union-attr]
+
+    if env is not None:
+        threading.Thread(target=close, name="rounds-env-close", daemon=True).start()
+
+
+def _open(
+    make_env: Callable[[], gym.Env[str, str]],
+    env: gym.Env[str, str] | None,
+    spec: EpisodeSpec,
+    env_id: str,
+    agent: Agent,
+    holder: list[gym.Env[str, str]],
+) -> _Live:
+    """Make the env if needed (kept in ``holder``, so a caller that stops waiting can close it)
+    and reset it for ``spec``."""
+    if env is None:
+        env = make_env()
+    holder.append(env)
+    return _start(spec, env, env_id, agent)
+
+
+def _not_started(spec: EpisodeSpec, env_id: str, agent: Agent, reason: str) -> Rollout:
+    """The record of an episode whose env could not be made or reset: no turns, truncated."""
+    episode = Episode(
+        env_id=env_id,
+        task_id=spec.task_id,
+        seed=spec.seed,
+        agent=agent.name,
+        model=agent.model,
+        truncated=True,
+        meta={**spec.meta, "agent_seed": spec.agent_seed, "truncation_reason": reason},
+    )
+    return Rollout(episode=episode, actions=[], messages=[])
+
+
+def _seconds(timeout_s: float | None) -> str:
+    return "no limit" if timeout_s is None else f"{timeout_s:g}s"
+
+
+def _opened(
+    future: cf.Future[_Live],
+    holder: list[gym.Env[str, str]],
+    spec: EpisodeSpec,
+    env_id: str,
+    agent: Agent,
+    timeout_s: float | None,
+) -> _Live | Rollout:
+    """The live episode of a finished (or overdue) ``_open`` call, or the record of its failure."""
+    if not future.done():
+        reason = f"env reset timed out after {_seconds(timeout_s)}"
+    else:
+        try:
+            return future.result()
+        except Exception as err:  # an env that cannot start ends its episode, not the run
+            reason = "env reset error: " + _describe(err)
+    _discard(holder[0] if holder else None)
+    return _not_started(spec, env_id, agent, reason)
+
+
 @dataclass
 class _InFlight:
-    """An env step running in the pool, and the action it carries out."""
+    """An env call running in the pool for one slot: a reset (``action`` None) or a step."""
 
-    future: cf.Future[_StepOut]
-    action: Action
+    future: cf.Future[Any]
     deadline: float
+    spec: EpisodeSpec
+    action: Action | None = None
+    holder: list[gym.Env[str, str]] = field(default_factory=list)
 
 
 def _run_lockstep(
@@ -188,34 +286,38 @@ def _run_lockstep(
     straggler_s: float | None,
 ) -> Iterator[Rollout]:
     pending = iter(specs)
+    exhausted = False
     slots: list[_Live | None] = [None] * concurrency
     envs: list[gym.Env[str, str] | None] = [None] * concurrency
-    stepping: dict[int, _InFlight] = {}
-    pool = cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rounds-env")
+    flying: dict[int, _InFlight] = {}
+    calls = _EnvCalls(concurrency)
+    limit = step_timeout_s if step_timeout_s is not None else math.inf
 
-    def finish(i: int, finished: tuple[Rollout, bool] | None) -> Rollout | None:
-        if finished is None:
-            return None
-        rollout, env_ok = finished
+    def release(i: int, rollout: Rollout, env_ok: bool) -> Rollout:
         if not env_ok:
+            _discard(envs[i])
             envs[i] = None  # a failed or hung env is not reused
         slots[i] = None
         return rollout
 
     try:
         while True:
-            for i, live in enumerate(slots):
-                if live is None:
-                    spec = next(pending, None)
-                    if spec is None:
-                        continue
-                    env = envs[i] or make_env()
-                    envs[i] = env
-                    slots[i] = _start(spec, env, env_id, agent)
-            ready = [i for i, live in enumerate(slots) if live is not None and i not in stepping]
-            if not ready and not stepping:
+            submitted: list[cf.Future[Any]] = []
+            for i in range(concurrency):
+                if exhausted or slots[i] is not None or i in flying:
+                    continue
+                spec = next(pending, None)
+                if spec is None:
+                    exhausted = True
+                    continue
+                holder: list[gym.Env[str, str]] = []
+                future = calls.submit(_open, make_env, envs[i], spec, env_id, agent, holder)
+                flying[i] = _InFlight(future, time.monotonic() + limit, spec, holder=holder)
+                submitted.append(future)
+            ready = [i for i, live in enumerate(slots) if live is not None and i not in flying]
+            if not ready and not flying:
                 return
-            submitted: list[cf.Future[_StepOut]] = []
+            freed = False
             if ready:
                 chats = [slots[i].chat for i in ready]  # type: ignore[union-attr]
                 try:
@@ -226,57 +328,68 @@ def _run_lockstep(
                     raise RuntimeError(
                         f"{type(agent).__name__}.act_batch returned {len(actions)} actions for {len(chats)} chats"
                     )
-                submitted_at = time.monotonic()
+                deadline = time.monotonic() + limit
                 for i, action in zip(ready, actions, strict=True):
                     live = slots[i]
                     assert live is not None
                     live.actions.append(action)
                     if action.error is None and action.end_reason is None:
-                        future = pool.submit(_step, live.env, action.text)
-                        deadline = submitted_at + (
-                            step_timeout_s if step_timeout_s is not None else math.inf
-                        )
-                        stepping[i] = _InFlight(future, action, deadline)
+                        future = calls.submit(_step, live.env, action.text)
+                        flying[i] = _InFlight(future, deadline, live.spec, action=action)
                         submitted.append(future)
                     else:
-                        rollout = finish(i, _advance(live, action, None, step_timeout_s))
-                        if rollout is not None:
-                            yield rollout
-            _wait_for_steps(stepping, submitted, straggler_s)
+                        finished = _advance(live, action, None, step_timeout_s)
+                        assert finished is not None
+                        freed = True
+                        yield release(i, *finished)
+            if freed and not exhausted:
+                continue  # start the next episodes before waiting on env calls
+            _wait_for_calls(flying, submitted, straggler_s)
             now = time.monotonic()
-            for i, flight in sorted(stepping.items()):
-                if flight.future.done() or now >= flight.deadline:
-                    del stepping[i]
-                    live = slots[i]
-                    assert live is not None
-                    rollout = finish(
-                        i, _advance(live, flight.action, flight.future, step_timeout_s)
+            for i, flight in sorted(flying.items()):
+                if not flight.future.done() and now < flight.deadline:
+                    continue
+                del flying[i]
+                if not flight.future.done():
+                    calls.abandon_hung()
+                if flight.action is None:
+                    opened = _opened(
+                        flight.future, flight.holder, flight.spec, env_id, agent, step_timeout_s
                     )
-                    if rollout is not None:
-                        yield rollout
+                    if isinstance(opened, Rollout):
+                        envs[i] = None
+                        yield opened
+                    else:
+                        slots[i], envs[i] = opened, opened.env
+                    continue
+                live = slots[i]
+                assert live is not None
+                finished = _advance(live, flight.action, flight.future, step_timeout_s)
+                if finished is not None:
+                    yield release(i, *finished)
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        calls.shutdown()
         for env in envs:
             if env is not None:
                 env.close()
 
 
-def _wait_for_steps(
-    stepping: dict[int, _InFlight],
-    submitted: list[cf.Future[_StepOut]],
+def _wait_for_calls(
+    flying: dict[int, _InFlight],
+    submitted: list[cf.Future[Any]],
     straggler_s: float | None,
 ) -> None:
-    """Block until this round's steps are done (at most ``straggler_s``), or, when no step was
-    submitted this round, until any running step finishes or reaches its deadline."""
-    if not stepping:
+    """Block until this round's env calls are done (at most ``straggler_s``), or, when none was
+    submitted this round, until any running call finishes or reaches its deadline."""
+    if not flying:
         return
-    deadline = min(flight.deadline for flight in stepping.values())
+    deadline = min(flight.deadline for flight in flying.values())
     left = max(0.0, deadline - time.monotonic()) if math.isfinite(deadline) else None
     if submitted:
         wait = left if straggler_s is None else min(straggler_s, math.inf if left is None else left)
         cf.wait(submitted, timeout=wait, return_when=cf.ALL_COMPLETED)
     else:
-        futures = [flight.future for flight in stepping.values()]
+        futures = [flight.future for flight in flying.values()]
         cf.wait(futures, timeout=left, return_when=cf.FIRST_COMPLETED)
 
 
@@ -289,18 +402,26 @@ def _run_independent(
     step_timeout_s: float | None,
 ) -> Iterator[Rollout]:
     idle: list[gym.Env[str, str]] = []
-    all_envs: list[gym.Env[str, str]] = []
+    opened_envs: set[gym.Env[str, str]] = set()  # closed at the end, unless discarded before
     lock = threading.Lock()
-    step_pool = cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rounds-env")
+    calls = _EnvCalls(concurrency)
 
     def episode(spec: EpisodeSpec) -> Rollout:
         with lock:
-            env = idle.pop() if idle else None
-        if env is None:
-            env = make_env()
+            reuse = idle.pop() if idle else None
+        holder: list[gym.Env[str, str]] = []
+        opening = calls.submit(_open, make_env, reuse, spec, env_id, agent, holder)
+        cf.wait([opening], timeout=step_timeout_s)
+        if not opening.done():
+            calls.abandon_hung()
+        opened = _opened(opening, holder, spec, env_id, agent, step_timeout_s)
+        if isinstance(opened, Rollout):
             with lock:
-                all_envs.append(env)
-        live = _start(spec, env, env_id, agent)
+                opened_envs.discard(reuse)  # type: ignore[arg-type]
+            return opened
+        live = opened
+        with lock:
+            opened_envs.add(live.env)
         while True:
             try:
                 action = agent.act(live.chat)
@@ -308,15 +429,21 @@ def _run_independent(
                 action = Action(text="", error=_describe(err))
             live.actions.append(action)
             acting = action.error is None and action.end_reason is None
-            future = step_pool.submit(_step, env, action.text) if acting else None
+            future = calls.submit(_step, live.env, action.text) if acting else None
             if future is not None:
                 cf.wait([future], timeout=step_timeout_s)
+                if not future.done():
+                    calls.abandon_hung()
             finished = _advance(live, action, future, step_timeout_s)
             if finished is not None:
                 rollout, env_ok = finished
                 if env_ok:
                     with lock:
-                        idle.append(env)
+                        idle.append(live.env)
+                else:
+                    with lock:
+                        opened_envs.discard(live.env)
+                    _discard(live.env)
                 return rollout
 
     workers = cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rounds-episode")
@@ -333,9 +460,10 @@ def _run_independent(
                 yield future.result()
     finally:
         workers.shutdown(wait=False, cancel_futures=True)
-        step_pool.shutdown(wait=False, cancel_futures=True)
-        for env in all_envs:
-            env.close()
+        calls.shutdown()
+        with lock:
+            for env in opened_envs:
+                env.close()
 
 
 def _describe(err: BaseException) -> str:
@@ -370,11 +498,11 @@ def _advance(
     reason: str | None = None
     if future is None:
         reason = action.end_reason if action.error is None else f"agent error: {action.error}"
+    elif not future.done():
+        reason = f"env step timed out after {_seconds(step_timeout_s)}"
     else:
         try:
-            observation, reward, terminated, truncated, info, elapsed = future.result(timeout=0)
-        except cf.TimeoutError:
-            reason = f"env step timed out after {step_timeout_s:g}s"
+            observation, reward, terminated, truncated, info, elapsed = future.result()
         except Exception as err:  # an env bug must not take down a whole run
             reason = "env error: " + _describe(err)
     if reason is not None:

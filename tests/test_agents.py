@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -527,6 +527,111 @@ def test_a_slow_env_does_not_stall_generation_for_the_others(straggler_s: float 
         assert agent.batches[:3] == [everyone, everyone[:3], everyone[:3]]
         assert order[:3] == everyone[:3] and order[3] == "slow"
         assert [b for b in agent.batches[3:]] == [["slow"], ["slow"]]
+
+
+class FlakyEnv(EchoEnv):
+    """Per task: a step that hangs, a reset that raises or hangs, an env's own TimeoutError."""
+
+    made: ClassVar[list[FlakyEnv]] = []
+    closed: ClassVar[list[FlakyEnv]] = []
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        FlakyEnv.made.append(self)
+
+    def close(self) -> None:
+        FlakyEnv.closed.append(self)
+        super().close()
+
+    def task_ids(self, split: str | None = None) -> list[str]:
+        return ["hang", "reset-boom", "reset-hang", "own-timeout"] + [f"ok-{i}" for i in range(5)]
+
+    def _begin(self, task_id: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        if task_id == "reset-boom":
+            raise RuntimeError("the sandbox did not start")
+        if task_id == "reset-hang":
+            time.sleep(1.2)
+        return super()._begin(task_id, options)
+
+    def _act(self, text: str) -> StepResult:
+        if self.task_id == "hang":
+            time.sleep(1.2)
+        if self.task_id == "own-timeout":
+            raise TimeoutError("socket timed out")
+        return super()._act(text)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_hung_or_failing_env_calls_end_only_their_episode(batched: bool) -> None:
+    env_id = "examples/Flaky-v0"
+    rounds.register_env(env_id, entry_point=f"{__name__}:FlakyEnv")
+    FlakyEnv.made.clear()
+    FlakyEnv.closed.clear()
+    order = ["hang", "ok-1", "reset-boom", "ok-2", "reset-hang", "ok-3", "own-timeout", "ok-4"]
+    started = time.perf_counter()
+    reasons = {
+        r.episode.task_id: r.episode.meta.get("truncation_reason")
+        for r in run_episodes(
+            lambda: gym.make(env_id),
+            ScriptAgent(["hi"], batched=batched),
+            [EpisodeSpec(task_id=t) for t in order],
+            env_id=env_id,
+            concurrency=1,  # one worker: a hung call must not make the next ones queue and time out
+            step_timeout_s=0.4,
+        )
+    }
+    assert time.perf_counter() - started < 3 * 1.2  # the hung calls were not waited out
+    assert reasons == {
+        "hang": "env step timed out after 0.4s",
+        "reset-boom": "env reset error: RuntimeError: the sandbox did not start",
+        "reset-hang": "env reset timed out after 0.4s",
+        "own-timeout": "env error: TimeoutError: socket timed out",
+        **{f"ok-{i}": None for i in range(1, 5)},
+    }
+    time.sleep(1.5)  # the hung calls return; every env made has been closed by now
+    assert {id(e) for e in FlakyEnv.made} == {id(e) for e in FlakyEnv.closed}
+
+    no_limit = list(
+        run_episodes(
+            lambda: gym.make(env_id),
+            ScriptAgent(["hi"], batched=batched),
+            [EpisodeSpec(task_id="ok-1")],
+            env_id=env_id,
+            step_timeout_s=None,
+        )
+    )
+    assert not no_limit[0].episode.truncated
+
+
+def test_a_slot_freed_by_the_agent_starts_the_next_episode_without_waiting() -> None:
+    env_id = "examples/SlowTask-v0"
+    rounds.register_env(env_id, entry_point=f"{__name__}:SlowTaskEnv")
+    started = time.perf_counter()
+    first_batch: dict[str, float] = {}
+
+    class EndsFast(BatchRecorder):
+        def act_batch(self, chats: Sequence[Chat]) -> list[Action]:
+            for chat in chats:
+                first_batch.setdefault(str(chat.env.task_id), time.perf_counter() - started)
+            return [
+                Action(text="", end_reason="done early")
+                if chat.env.task_id == "fast-1"
+                else Action(text="hello")
+                for chat in chats
+            ]
+
+    specs = [EpisodeSpec(task_id=t) for t in ("slow", "fast-1", "fast-2")]
+    list(
+        run_episodes(
+            lambda: gym.make(env_id),
+            EndsFast(),
+            specs,
+            env_id=env_id,
+            concurrency=2,
+            straggler_s=0.05,
+        )
+    )
+    assert first_batch["fast-2"] < 0.4  # not after the slow episode's 0.6 s step
 
 
 def test_registry_errors_say_what_to_do() -> None:
