@@ -42,25 +42,35 @@ def answer_logprobs(
     temperature: float = 1.0,
     batch_size: int = 16,
 ) -> list[float]:
-    """Mean log-prob of ``answer_ids`` after each context (one no-grad forward per batch)."""
+    """Mean log-prob of ``answer_ids`` after each context (one no-grad forward per batch).
+
+    Rows are left-padded (with explicit position ids) so every answer ends the row, and
+    logits are computed only at the answer's positions (``logits_to_keep``): a long
+    context costs its forward pass, not a full-vocabulary tensor per position.
+    """
     results: list[float] = []
     device = next(model.parameters()).device
     n = len(answer_ids)
+    targets = torch.tensor(answer_ids, device=device)
     for start in range(0, len(contexts), batch_size):
         chunk = [list(c) + answer_ids for c in contexts[start : start + batch_size]]
         width = max(len(c) for c in chunk)
-        ids = torch.tensor([c + [pad_id] * (width - len(c)) for c in chunk], device=device)
+        ids = torch.tensor([[pad_id] * (width - len(c)) + c for c in chunk], device=device)
         attention = torch.tensor(
-            [[1] * len(c) + [0] * (width - len(c)) for c in chunk], device=device
+            [[0] * (width - len(c)) + [1] * len(c) for c in chunk], device=device
         )
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
         with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=attention).logits.float() / temperature
-        log_probs = torch.log_softmax(logits, dim=-1)
-        for row, sequence in enumerate(chunk):
-            end = len(sequence)
-            positions = torch.arange(end - n - 1, end - 1, device=device)
-            targets = torch.tensor(answer_ids, device=device)
-            results.append(float(log_probs[row, positions, targets].mean()))
+            logits = model(
+                input_ids=ids,
+                attention_mask=attention,
+                position_ids=positions,
+                logits_to_keep=n + 1,
+            ).logits
+        # The logits before each answer token: positions width-n-1 .. width-2.
+        log_probs = torch.log_softmax(logits[:, :n].float() / temperature, dim=-1)
+        chosen = log_probs.gather(-1, targets.expand(len(chunk), n)[..., None]).squeeze(-1)
+        results += [float(row.mean()) for row in chosen]
     return results
 
 

@@ -26,10 +26,13 @@ def token_logprobs(
     temperature: float,
     *,
     entropy: bool = False,
+    entropy_grad: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``log π(x_{i+1} | x_{≤i})`` at temperature ``T`` for every position, and optionally the entropy.
 
-    Returns tensors of shape ``(batch, length − 1)``.
+    The entropy carries a gradient only with ``entropy_grad`` (an entropy bonus in the
+    loss); otherwise it is computed without one, so its full-vocabulary intermediates are
+    not kept for the backward pass. Returns tensors of shape ``(batch, length − 1)``.
     """
     logits = (
         model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
@@ -39,7 +42,10 @@ def token_logprobs(
     chosen = log_probs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
     if not entropy:
         return chosen, None
-    return chosen, -(log_probs.exp() * log_probs).sum(-1)
+    if entropy_grad:
+        return chosen, -(log_probs.exp() * log_probs).sum(-1)
+    with torch.no_grad():
+        return chosen, -(log_probs.exp() * log_probs).sum(-1)
 
 
 def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:

@@ -621,6 +621,7 @@ class GRPOTrainer:
                         batch["attention_mask"],
                         config.temperature,
                         entropy=True,
+                        entropy_grad=config.entropy_coef != 0,
                     )
                     ref = None
                     if config.kl_coef > 0:
@@ -635,7 +636,7 @@ class GRPOTrainer:
                         normalizer=tokens,
                         ref_logprobs=ref,
                         kl_coef=config.kl_coef,
-                        entropy=entropy if config.entropy_coef else entropy.detach(),
+                        entropy=entropy,
                         entropy_coef=config.entropy_coef,
                     )
                 if not torch.isfinite(loss):
