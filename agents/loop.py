@@ -211,20 +211,46 @@ def _discard(env: gym.Env[str, str] | None) -> None:
         threading.Thread(target=close, name="rounds-env-close", daemon=True).start()
 
 
+class _Opening:
+    """The env an ``_open`` call is making, shared with the caller that may stop waiting.
+
+    Whoever comes second closes the env: the caller when it gives up after the env was
+    made, or ``_open`` when the env arrives after the caller gave up (a slow
+    ``make_env``, e.g. a sandbox that took too long to start, would otherwise leak).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.env: gym.Env[str, str] | None = None
+        self.abandoned = False
+
+    def keep(self, env: gym.Env[str, str]) -> None:
+        with self.lock:
+            self.env = env
+            if not self.abandoned:
+                return
+        _discard(env)
+        raise RuntimeError("abandoned after the timeout")
+
+    def abandon(self) -> None:
+        with self.lock:
+            self.abandoned = True
+            env = self.env
+        _discard(env)
+
+
 def _open(
     make_env: Callable[[], gym.Env[str, str]],
     env: gym.Env[str, str] | None,
     spec: EpisodeSpec,
     env_id: str,
     agent: Agent,
-    holder: list[gym.Env[str, str]],
+    opening: _Opening,
 ) -> _Live:
-    """Make the env if needed (kept in ``holder``, so a caller that stops waiting can close it)
-    and reset it for ``spec``."""
-    if env is None:
-        env = make_env()
-    holder.append(env)
-    return _start(spec, env, env_id, agent)
+    """Make the env if needed and reset it for ``spec``."""
+    opening.keep(env if env is not None else make_env())
+    assert opening.env is not None
+    return _start(spec, opening.env, env_id, agent)
 
 
 def _not_started(spec: EpisodeSpec, env_id: str, agent: Agent, reason: str) -> Rollout:
@@ -247,7 +273,7 @@ def _seconds(timeout_s: float | None) -> str:
 
 def _opened(
     future: cf.Future[_Live],
-    holder: list[gym.Env[str, str]],
+    opening: _Opening,
     spec: EpisodeSpec,
     env_id: str,
     agent: Agent,
@@ -261,7 +287,7 @@ def _opened(
             return future.result()
         except Exception as err:  # an env that cannot start ends its episode, not the run
             reason = "env reset error: " + _describe(err)
-    _discard(holder[0] if holder else None)
+    opening.abandon()
     return _not_started(spec, env_id, agent, reason)
 
 
@@ -273,7 +299,7 @@ class _InFlight:
     deadline: float
     spec: EpisodeSpec
     action: Action | None = None
-    holder: list[gym.Env[str, str]] = field(default_factory=list)
+    opening: _Opening = field(default_factory=_Opening)
 
 
 def _run_lockstep(
@@ -300,9 +326,9 @@ def _run_lockstep(
         slots[i] = None
         return rollout
 
+    submitted: list[cf.Future[Any]] = []  # this round's calls (and an unwaited round's)
     try:
         while True:
-            submitted: list[cf.Future[Any]] = []
             for i in range(concurrency):
                 if exhausted or slots[i] is not None or i in flying:
                     continue
@@ -310,9 +336,9 @@ def _run_lockstep(
                 if spec is None:
                     exhausted = True
                     continue
-                holder: list[gym.Env[str, str]] = []
-                future = calls.submit(_open, make_env, envs[i], spec, env_id, agent, holder)
-                flying[i] = _InFlight(future, time.monotonic() + limit, spec, holder=holder)
+                opening = _Opening()
+                future = calls.submit(_open, make_env, envs[i], spec, env_id, agent, opening)
+                flying[i] = _InFlight(future, time.monotonic() + limit, spec, opening=opening)
                 submitted.append(future)
             ready = [i for i, live in enumerate(slots) if live is not None and i not in flying]
             if not ready and not flying:
@@ -345,6 +371,7 @@ def _run_lockstep(
             if freed and not exhausted:
                 continue  # start the next episodes before waiting on env calls
             _wait_for_calls(flying, submitted, straggler_s)
+            submitted = []
             now = time.monotonic()
             for i, flight in sorted(flying.items()):
                 if not flight.future.done() and now < flight.deadline:
@@ -354,7 +381,7 @@ def _run_lockstep(
                     calls.abandon_hung()
                 if flight.action is None:
                     opened = _opened(
-                        flight.future, flight.holder, flight.spec, env_id, agent, step_timeout_s
+                        flight.future, flight.opening, flight.spec, env_id, agent, step_timeout_s
                     )
                     if isinstance(opened, Rollout):
                         envs[i] = None
@@ -409,12 +436,12 @@ def _run_independent(
     def episode(spec: EpisodeSpec) -> Rollout:
         with lock:
             reuse = idle.pop() if idle else None
-        holder: list[gym.Env[str, str]] = []
-        opening = calls.submit(_open, make_env, reuse, spec, env_id, agent, holder)
-        cf.wait([opening], timeout=step_timeout_s)
-        if not opening.done():
+        opening = _Opening()
+        call = calls.submit(_open, make_env, reuse, spec, env_id, agent, opening)
+        cf.wait([call], timeout=step_timeout_s)
+        if not call.done():
             calls.abandon_hung()
-        opened = _opened(opening, holder, spec, env_id, agent, step_timeout_s)
+        opened = _opened(call, opening, spec, env_id, agent, step_timeout_s)
         if isinstance(opened, Rollout):
             with lock:
                 opened_envs.discard(reuse)  # type: ignore[arg-type]

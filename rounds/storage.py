@@ -213,13 +213,19 @@ class RunDir:
         return self.path / CHECKPOINTS_DIR
 
     def clear(self) -> None:
-        """Remove what an earlier run left here (logs, summary, checkpoints, replay indexes),
-        so a run that starts over does not mix its rows with the old ones."""
+        """Remove the files an earlier run wrote here (logs, summary, checkpoints, replay
+        indexes, TensorBoard events), so a run that starts over does not mix its rows with
+        the old ones. Files `rounds` did not write are left alone."""
         for path in (self.episodes_path, self.metrics_path, self.summary_path):
             path.unlink(missing_ok=True)
         for index in self.path.glob(".*.index.json"):
             index.unlink(missing_ok=True)
-        shutil.rmtree(self.checkpoints_path, ignore_errors=True)
+        for events in (self.path / "tensorboard").glob("events.out.tfevents.*"):
+            events.unlink(missing_ok=True)
+        if self.checkpoints_path.is_dir():
+            for entry in self.checkpoints_path.iterdir():
+                if entry.is_dir() and entry.name.startswith(("step-", ".tmp-step-")):
+                    shutil.rmtree(entry, ignore_errors=True)
 
     def write_config(self, config: BaseModel | Mapping[str, Any]) -> None:
         """Atomically write ``config.yaml``."""

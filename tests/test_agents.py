@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -601,6 +602,80 @@ def test_hung_or_failing_env_calls_end_only_their_episode(batched: bool) -> None
         )
     )
     assert not no_limit[0].episode.truncated
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_an_env_built_after_its_timeout_is_closed(batched: bool) -> None:
+    env_id = "examples/Flaky-v0"
+    rounds.register_env(env_id, entry_point=f"{__name__}:FlakyEnv")
+    FlakyEnv.made.clear()
+    FlakyEnv.closed.clear()
+    builds = itertools.count()
+
+    def slow_first_build() -> gym.Env:
+        if next(builds) == 0:
+            time.sleep(0.8)  # a sandbox that starts too slowly
+        return gym.make(env_id)
+
+    reasons = [
+        r.episode.meta.get("truncation_reason")
+        for r in run_episodes(
+            slow_first_build,
+            ScriptAgent(["hi"], batched=batched),
+            [EpisodeSpec(task_id="ok-1"), EpisodeSpec(task_id="ok-2")],
+            env_id=env_id,
+            step_timeout_s=0.3,
+        )
+    ]
+    assert reasons == ["env reset timed out after 0.3s", None]
+    time.sleep(1.0)
+    assert len(FlakyEnv.made) == 2 and {id(e) for e in FlakyEnv.made} == {
+        id(e) for e in FlakyEnv.closed
+    }
+
+
+class SteadyEnv(EchoEnv):
+    """Three turns; every step takes 50 ms."""
+
+    def _act(self, text: str) -> StepResult:
+        time.sleep(0.05)
+        return StepResult(f"turn {self.turn}", terminated=self.turn == 3)
+
+
+def test_waiting_for_every_step_keeps_batches_full_when_an_episode_ends_early() -> None:
+    env_id = "examples/Steady-v0"
+    rounds.register_env(env_id, entry_point=f"{__name__}:SteadyEnv")
+
+    class EndsSome(BatchRecorder):
+        def act_batch(self, chats: Sequence[Chat]) -> list[Action]:
+            super().act_batch(chats)
+            return [
+                Action(text="", end_reason="done early")
+                if str(chat.env.task_id).startswith("end")
+                else Action(text="hello")
+                for chat in chats
+            ]
+
+    agent = EndsSome()
+    specs = [EpisodeSpec(task_id=t) for t in ("end-0", "t0", "t1", "t2", "t3")]
+    rollouts = list(
+        run_episodes(
+            lambda: gym.make(env_id),
+            agent,
+            specs,
+            env_id=env_id,
+            concurrency=4,
+            straggler_s=None,
+        )
+    )
+    assert len(rollouts) == 5
+    # The episode started in end-0's slot joins the others' next round instead of going alone.
+    assert agent.batches == [
+        ["end-0", "t0", "t1", "t2"],
+        ["t0", "t1", "t2", "t3"],
+        ["t0", "t1", "t2", "t3"],
+        ["t3"],
+    ]
 
 
 def test_a_slot_freed_by_the_agent_starts_the_next_episode_without_waiting() -> None:

@@ -223,7 +223,7 @@ def test_resume_keeps_the_initial_kl_reference_and_takes_a_loaded_model(tmp_path
 
     # A model object the caller loaded (tied embeddings, as in the tiny model and small Qwens).
     path = resolve_model("tiny")
-    model = AutoModelForCausalLM.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16)
     assert model.config.tie_word_embeddings
     loaded = GRPOTrainer(
         model=model,
@@ -231,6 +231,7 @@ def test_resume_keeps_the_initial_kl_reference_and_takes_a_loaded_model(tmp_path
         config=GRPOConfig(**{**TOY, **settings, "steps": 2, "output_dir": str(tmp_path / "run")}),
     )
     assert loaded.start_step == 1
+    assert all(p.dtype == torch.float32 for p in loaded.policy.parameters())  # master weights
     assert all(torch.equal(parameters(loaded)[k], trained[k]) for k in trained)
 
 
@@ -399,11 +400,17 @@ def test_warm_start_clones_a_scripted_baseline_once(tmp_path: Path) -> None:
     for a, b in zip(killed.policy.parameters(), resumed.policy.parameters(), strict=True):
         assert torch.equal(a, b)
 
-    # A fresh run (resume: false) in a used directory starts a clean log.
+    # A fresh run (resume: false) in a used directory starts a clean log; files that
+    # rounds did not write stay, and nothing is removed when the settings are bad.
+    out = Path(t.config.output_dir)
+    (out / "checkpoints" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="split"):
+        trainer(tmp_path, **{**settings, "resume": False, "split": "nope"})
+    assert list(RunDir(out).metrics())
     fresh = trainer(tmp_path, **{**settings, "warm_start": None, "resume": False})
     assert not fresh.resumed and fresh.start_step == 0
-    assert list(RunDir(t.config.output_dir).metrics()) == []
-    assert not (Path(t.config.output_dir) / "checkpoints").exists()
+    assert list(RunDir(out).metrics()) == [] and not RunDir(out).episodes_path.exists()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["notes.txt"]
 
 
 def test_demo_config_is_valid() -> None:

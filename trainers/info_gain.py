@@ -61,12 +61,17 @@ def answer_logprobs(
         )
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         with torch.no_grad():
-            logits = model(
-                input_ids=ids,
-                attention_mask=attention,
-                position_ids=positions,
-                logits_to_keep=n + 1,
-            ).logits
+            try:
+                logits = model(
+                    input_ids=ids,
+                    attention_mask=attention,
+                    position_ids=positions,
+                    logits_to_keep=n + 1,
+                ).logits
+            except TypeError:  # a model whose forward has no logits_to_keep
+                logits = model(
+                    input_ids=ids, attention_mask=attention, position_ids=positions
+                ).logits[:, -(n + 1) :]
         # The logits before each answer token: positions width-n-1 .. width-2.
         log_probs = torch.log_softmax(logits[:, :n].float() / temperature, dim=-1)
         chosen = log_probs.gather(-1, targets.expand(len(chunk), n)[..., None]).squeeze(-1)

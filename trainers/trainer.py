@@ -136,10 +136,6 @@ class GRPOTrainer:
                 self.start_step,
                 lambda row: (row.get("meta") or {}).get("step"),
             )
-        else:
-            # Starting over: rows and checkpoints of an earlier run here (or of one killed
-            # before its first checkpoint) are not this run's.
-            self.run.clear()
         #: Whether the weights come from a checkpoint (then any warm start is in them).
         self.resumed = resume_from is not None
 
@@ -151,6 +147,10 @@ class GRPOTrainer:
         probe.close()
         if len(self.task_ids) == 0:
             raise ValueError(f"{config.env_id} has no tasks in split {config.split!r}")
+        if resume_from is None:
+            # Starting over (the settings checked above): rows and checkpoints of an earlier
+            # run here, or of one killed before its first checkpoint, are not this run's.
+            self.run.clear()
         self.run.write_config({"kind": "train", **config.model_dump(mode="json")})
         self._loggers = self._external_loggers()
 
@@ -182,9 +182,10 @@ class GRPOTrainer:
         """The policy (from ``checkpoint`` when resuming), its tokenizer, and the frozen KL
         reference: the initial policy, also on resume.
 
-        Trained weights are loaded in float32 whatever their stored dtype: AdamW steps on
-        bf16 weights mostly round away, so bf16 is used only through autocast. A frozen
-        LoRA base is loaded in bf16 when training in bf16 (peft keeps adapters in float32).
+        Trained weights are float32 whatever their stored dtype (a model passed in is
+        converted in place): AdamW steps on bf16 weights mostly round away, so bf16 is
+        used only through autocast. Frozen weights (the reference, a LoRA base) are bf16
+        when training in bf16; peft keeps adapters in float32.
         """
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -194,27 +195,34 @@ class GRPOTrainer:
 
         hf_logging.disable_progress_bar()
         config = self.config
+        frozen_dtype = self.autocast or torch.float32  # weights no optimizer steps
+
+        def load(source: Any, dtype: Any) -> Any:
+            return AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+
         loaded = model is not None and not isinstance(model, str)
         if loaded:
             if tokenizer is None:
                 raise ValueError("pass tokenizer= together with a loaded model")
-            base = model
+            if config.lora is None:
+                model.float()  # in place: the master weights must be float32
         else:
             source = resolve_model(config.model)
-            frozen_bf16 = config.lora is not None and self.autocast is not None
-            base = AutoModelForCausalLM.from_pretrained(
-                source, dtype=self.autocast if frozen_bf16 else torch.float32
-            )
             tokenizer = AutoTokenizer.from_pretrained(source)
         reference = None
         if config.kl_coef > 0 and config.lora is None:
-            reference = copy.deepcopy(base).eval().to(self.device)
+            reference = (
+                copy.deepcopy(model).to(dtype=frozen_dtype)
+                if loaded
+                else load(source, frozen_dtype)
+            )
+            reference = reference.eval().to(self.device)
             for parameter in reference.parameters():
                 parameter.requires_grad_(False)
-        policy = base
         if config.lora is not None:
             from peft import LoraConfig, PeftModel, get_peft_model
 
+            base = model if loaded else load(source, frozen_dtype)
             if checkpoint is not None:
                 policy = PeftModel.from_pretrained(base, checkpoint / "model", is_trainable=True)
             else:
@@ -229,11 +237,12 @@ class GRPOTrainer:
                     ),
                 )
         elif checkpoint is not None:
-            saved = AutoModelForCausalLM.from_pretrained(checkpoint / "model", dtype=torch.float32)
+            saved = load(checkpoint / "model", torch.float32)
             if loaded:
-                base.load_state_dict(saved.state_dict())
-            else:
-                policy = saved
+                model.load_state_dict(saved.state_dict())
+            policy = model if loaded else saved
+        else:
+            policy = model if loaded else load(source, torch.float32)
         return policy.to(self.device), tokenizer, reference
 
     def _external_loggers(self) -> list[Any]:
