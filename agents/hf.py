@@ -101,7 +101,7 @@ class HFAgent(BaseAgent):
             eos_token_id=model_defaults.eos_token_id,
             pad_token_id=model_defaults.pad_token_id,
         )
-        stops = self.lm.generation_config.eos_token_id
+        stops = model_defaults.eos_token_id
         stops = stops if isinstance(stops, list) else [stops]
         self.stop_ids = sorted({int(s) for s in stops if s is not None} | {self.tokens.eos_id})
         self.tokens.stop_ids = set(self.stop_ids)

@@ -213,6 +213,11 @@ def compare_runs(runs: list[RunData], *, seed: int = 0) -> dict[str, Any]:
     }
 
 
+def _table_header(first: str, columns: list[str]) -> list[str]:
+    """A Markdown table's header and separator rows."""
+    return ["| " + " | ".join([first, *columns]) + " |", "|---" * (len(columns) + 1) + "|"]
+
+
 def _fmt(stat: dict[str, Any] | None, signed: bool = False) -> str:
     if not stat:
         return "-"
@@ -248,17 +253,8 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
         )
     if comparison["warnings"]:
         lines += ["", "**Warnings**", ""] + [f"- {w}" for w in comparison["warnings"]]
-    lines += [
-        "",
-        "## Metrics",
-        "",
-        "| metric | "
-        + " | ".join(labels)
-        + " | "
-        + " | ".join(f"{label} − {labels[0]}" for label in labels[1:])
-        + " |",
-        "|---" * (len(labels) * 2) + "|",
-    ]
+    differences = [f"{label} − {labels[0]}" for label in labels[1:]]
+    lines += ["", "## Metrics", "", *_table_header("metric", [*labels, *differences])]
     for name, stat in comparison["metrics"].items():
         cells = [_fmt(s) for s in stat["runs"]] + [
             _fmt(d, signed=True) for d in stat["difference"][1:]
@@ -268,21 +264,14 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
     for label, stat in zip(labels[1:], comparison["probability_of_improvement"][1:], strict=True):
         lines.append(f"- P({label} > {labels[0]}) = {_fmt(stat)}")
     ks = list(comparison["pass_at_k"][0])
-    lines += [
-        "",
-        "## pass@k",
-        "",
-        "| k | " + " | ".join(labels) + " |",
-        "|---" * (len(labels) + 1) + "|",
-    ]
+    lines += ["", "## pass@k", "", *_table_header("k", labels)]
     for k in ks:
         lines.append(f"| {k} | " + " | ".join(_fmt(p[k]) for p in comparison["pass_at_k"]) + " |")
     lines += [
         "",
         "## Aggregates of per-task success (stratified bootstrap)",
         "",
-        "| statistic | " + " | ".join(labels) + " |",
-        "|---" * (len(labels) + 1) + "|",
+        *_table_header("statistic", labels),
     ]
     for name in AGGREGATES:
         lines.append(

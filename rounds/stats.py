@@ -9,6 +9,7 @@ SciPy is imported on first use to keep ``import rounds`` light.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -64,6 +65,39 @@ def mean_interval(
         if math.isfinite(low) and math.isfinite(high):
             break
     return Interval(value=mean, low=low, high=high, n=n, confidence=confidence)
+
+
+def _percentile_interval(
+    samples: tuple[Any, ...],
+    statistic: Callable[..., Any],
+    *,
+    value: float,
+    n: int,
+    confidence: float,
+    n_resamples: int,
+    seed: int,
+    **options: Any,
+) -> Interval:
+    """``value`` with the percentile bootstrap interval of ``statistic`` over ``samples``
+    (``options`` go to :func:`scipy.stats.bootstrap`, e.g. ``paired``, ``vectorized``)."""
+    from scipy import stats
+
+    result = stats.bootstrap(
+        samples,
+        statistic,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+        **options,
+    )
+    return Interval(
+        value=value,
+        low=float(result.confidence_interval.low),
+        high=float(result.confidence_interval.high),
+        n=n,
+        confidence=confidence,
+    )
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -142,8 +176,6 @@ def stratified_interval(
     (rliable's stratified bootstrap). With one run there is nothing to resample
     within a task, so tasks are resampled instead.
     """
-    from scipy import stats
-
     matrix = np.atleast_2d(np.asarray(scores, dtype=float))
     value = float(statistic(matrix))
     runs, tasks = matrix.shape
@@ -151,40 +183,24 @@ def stratified_interval(
         return Interval(
             value=value, low=value, high=value, n=int(matrix.size), confidence=confidence
         )
-    rng = np.random.default_rng(seed)
-    if runs == 1:
-        result = stats.bootstrap(
-            (matrix[0],),
-            lambda x, axis=-1: np.apply_along_axis(statistic, axis, x),
-            confidence_level=confidence,
-            n_resamples=n_resamples,
-            method="percentile",
-            random_state=rng,
-        )
-    else:
-
-        def per_task(*columns: np.ndarray, axis: int = -1) -> Any:
-            stacked = np.stack(columns, axis=-1)  # (..., runs, tasks)
-            flat = stacked.reshape(-1, runs, tasks)
-            values = np.array([statistic(m) for m in flat])
-            return values.reshape(stacked.shape[:-2])
-
-        result = stats.bootstrap(
-            tuple(matrix[:, t] for t in range(tasks)),
-            per_task,
-            vectorized=True,
-            confidence_level=confidence,
-            n_resamples=n_resamples,
-            method="percentile",
-            random_state=rng,
-        )
-    return Interval(
+    interval = functools.partial(
+        _percentile_interval,
         value=value,
-        low=float(result.confidence_interval.low),
-        high=float(result.confidence_interval.high),
         n=int(matrix.size),
         confidence=confidence,
+        n_resamples=n_resamples,
+        seed=seed,
     )
+    if runs == 1:
+        return interval((matrix[0],), lambda x, axis=-1: np.apply_along_axis(statistic, axis, x))
+
+    def per_task(*columns: np.ndarray, axis: int = -1) -> Any:
+        stacked = np.stack(columns, axis=-1)  # (..., runs, tasks)
+        flat = stacked.reshape(-1, runs, tasks)
+        values = np.array([statistic(m) for m in flat])
+        return values.reshape(stacked.shape[:-2])
+
+    return interval(tuple(matrix[:, t] for t in range(tasks)), per_task, vectorized=True)
 
 
 def performance_profile(scores: Any, thresholds: Sequence[float]) -> list[float]:
@@ -216,28 +232,20 @@ def probability_of_improvement_interval(
     seed: int = 0,
 ) -> Interval:
     """:func:`probability_of_improvement` with a bootstrap interval over tasks."""
-    from scipy import stats
-
     per_task = np.array([probability_of_improvement([x], [y]) for x, y in zip(a, b, strict=True)])
     value = float(per_task.mean()) if per_task.size else math.nan
     if per_task.size < 2 or np.all(per_task == per_task[0]):
         return Interval(
             value=value, low=value, high=value, n=int(per_task.size), confidence=confidence
         )
-    result = stats.bootstrap(
+    return _percentile_interval(
         (per_task,),
         np.mean,
-        confidence_level=confidence,
-        n_resamples=n_resamples,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-    )
-    return Interval(
         value=value,
-        low=float(result.confidence_interval.low),
-        high=float(result.confidence_interval.high),
         n=int(per_task.size),
         confidence=confidence,
+        n_resamples=n_resamples,
+        seed=seed,
     )
 
 
@@ -283,27 +291,20 @@ def derived_interval(
         return Interval(value=value, low=None, high=None, n=n, confidence=confidence)
     if all(np.all(d == d[0]) for d in data):
         return Interval(value=value, low=value, high=value, n=n, confidence=confidence)
-    from scipy import stats
 
     def statistic(*samples: np.ndarray, axis: int = -1) -> Any:
         return function(*(np.mean(s, axis=axis) for s in samples))
 
-    result = stats.bootstrap(
+    return _percentile_interval(
         tuple(data),
         statistic,
-        paired=True,
-        vectorized=True,
-        confidence_level=confidence,
-        n_resamples=n_resamples,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-    )
-    return Interval(
         value=value,
-        low=float(result.confidence_interval.low),
-        high=float(result.confidence_interval.high),
         n=n,
         confidence=confidence,
+        n_resamples=n_resamples,
+        seed=seed,
+        paired=True,
+        vectorized=True,
     )
 
 

@@ -685,25 +685,18 @@ class GRPOTrainer:
         }
 
     def _reference_logprobs(self, batch: dict[str, Any]) -> Any:
+        """Log-probs under the frozen reference: the initial policy, or the LoRA base."""
+        import contextlib
+
         import torch
 
-        with torch.no_grad():
-            if self.reference is not None:
-                ref, _ = token_logprobs(
-                    self.reference,
-                    batch["input_ids"],
-                    batch["attention_mask"],
-                    self.config.temperature,
-                )
-                return ref
-            with self.policy.disable_adapter():
-                ref, _ = token_logprobs(
-                    self.policy,
-                    batch["input_ids"],
-                    batch["attention_mask"],
-                    self.config.temperature,
-                )
-            return ref
+        frozen = self.reference is not None
+        model = self.reference if frozen else self.policy
+        with torch.no_grad(), contextlib.nullcontext() if frozen else self.policy.disable_adapter():
+            ref, _ = token_logprobs(
+                model, batch["input_ids"], batch["attention_mask"], self.config.temperature
+            )
+        return ref
 
     # ------------------------------------------------------------------ 5. log and checkpoint
 
