@@ -26,19 +26,43 @@ def test_core_import_pulls_no_heavy_library() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def test_every_package_folder_is_declared() -> None:
+LAYERS = ("envs", "agents", "trainers", "sandboxes")
+
+
+def test_layer_folders_are_linked_into_the_package() -> None:
+    """`rounds/envs` etc. are links to the top-level folders, so every tool finds them on disk."""
+    for layer in LAYERS:
+        link = ROOT / "rounds" / layer
+        assert link.is_symlink(), f"rounds/{layer} must be a link to ../{layer}"
+        assert link.resolve() == (ROOT / layer).resolve()
+
+
+def test_every_package_folder_is_found() -> None:
+    from setuptools import find_packages
+
+    found = set(find_packages(str(ROOT), include=["rounds*"]))
+    expected = {"rounds"}
+    for init in (ROOT / "rounds").rglob("__init__.py"):
+        rel = init.parent.relative_to(ROOT / "rounds")
+        expected.add(".".join(["rounds", *rel.parts]))
+    # Every layer's packages, reached through the links, are in the distribution.
+    for layer in LAYERS:
+        for init in (ROOT / layer).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / layer)
+            expected.add(".".join(["rounds", layer, *rel.parts]))
+    assert found == expected
+
+
+def test_mypy_checks_every_layer() -> None:
+    """`make lint`'s mypy run covers the layers, not only the core."""
     import tomllib
 
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    declared = set(config["packages"])
-    mapping = config["package-dir"]
-    found = set()
-    for name, folder in mapping.items():
-        for init in (ROOT / folder).rglob("__init__.py"):
-            rel = init.parent.relative_to(ROOT / folder)
-            parts = [p for p in rel.parts if p]
-            found.add(".".join([name, *parts]))
-    assert found == declared
+    files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["files"]
+    assert files == ["rounds"]
+    overrides = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["overrides"]
+    for override in overrides:
+        for module in override["module"]:
+            assert not any(module.startswith(f"rounds.{layer}") for layer in LAYERS), module
 
 
 @pytest.mark.slow
