@@ -99,8 +99,7 @@ def _start(spec: EpisodeSpec, env: gym.Env[str, str], env_id: str, agent: Agent)
             **spec.meta,
             "agent_seed": spec.agent_seed,
             "reset_info": _recorded(info, base),
-            "reward_weights": dict(base.reward_weights),
-            "outcome_components": list(base.outcome_components),
+            **base.episode_meta(),
         },
     )
     return _Live(spec=spec, env=env, chat=chat, episode=episode, observation=observation)

@@ -82,6 +82,10 @@ class TextEnv(gym.Env[str, str]):
     derived_metrics: ClassVar[Mapping[str, tuple[tuple[str, ...], Callable[..., float]]]] = {}
     #: Task splits :meth:`task_ids` understands.
     splits: ClassVar[tuple[str, ...]] = ("train", "validation", "test")
+    #: Episode metrics (keys of ``info["metrics"]``) the replay shows in its list and summary.
+    replay_metrics: ClassVar[tuple[str, ...]] = ()
+    #: Per-turn numeric ``info`` keys the replay draws as a series (e.g. a posterior entropy).
+    replay_series: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -125,6 +129,16 @@ class TextEnv(gym.Env[str, str]):
         self._started = False
         self._done = False
         self._last_observation = ""
+
+    def episode_meta(self) -> dict[str, Any]:
+        """What a recorded episode keeps of this env, so it can be re-shaped and replayed
+        without the env: the reward weights, the outcome components and what the replay shows."""
+        return {
+            "reward_weights": dict(self.reward_weights),
+            "outcome_components": list(self.outcome_components),
+            "replay_metrics": list(self.replay_metrics),
+            "replay_series": list(self.replay_series),
+        }
 
     # ------------------------------------------------------------------ the task
 
