@@ -21,15 +21,14 @@ import numpy as np
 from rounds.records import Episode
 from rounds.stats import (
     AGGREGATES,
-    PROFILE_THRESHOLDS,
     Interval,
     derived_interval,
     mean_interval,
-    of_task_means,
     pass_at_k_tasks,
-    performance_profile,
     powers_of_two,
     probability_of_improvement_interval,
+    profile_polyline,
+    profile_steps,
     stratified_interval,
     task_groups,
 )
@@ -166,15 +165,13 @@ def compare_runs(runs: list[RunData], *, seed: int = 0) -> dict[str, Any]:
     aggregates = []
     profiles = []
     for task_scores in successes:
-        k = min(len(s) for s in task_scores)
-        matrix = np.array([s[:k] for s in task_scores], dtype=float).T
         aggregates.append(
             {
-                name: stratified_interval(matrix, of_task_means(f), seed=seed).model_dump()
+                name: stratified_interval(task_scores, f, seed=seed).model_dump()
                 for name, f in AGGREGATES.items()
             }
         )
-        profiles.append(performance_profile(matrix.mean(axis=0), PROFILE_THRESHOLDS))
+        profiles.append(profile_steps([float(np.mean(s)) for s in task_scores]))
     improvement = [None] + [
         probability_of_improvement_interval(successes[0], s, seed=seed).model_dump()
         for s in successes[1:]
@@ -208,7 +205,7 @@ def compare_runs(runs: list[RunData], *, seed: int = 0) -> dict[str, Any]:
         "probability_of_improvement": improvement,
         "pass_at_k": pass_k,
         "aggregates": aggregates,
-        "performance_profile": {"thresholds": PROFILE_THRESHOLDS, "runs": profiles},
+        "performance_profile": profiles,
         "support": support,
     }
 
@@ -242,7 +239,7 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
     lines = [
         "# Run comparison",
         "",
-        f"Baseline: **{labels[0]}**. Shared tasks: {comparison['shared_tasks']}. Intervals are 95% bootstrap intervals over tasks.",
+        f"Baseline: **{labels[0]}**. Shared tasks: {comparison['shared_tasks']}. Intervals are 95% bootstrap intervals over tasks unless a section says otherwise.",
         "",
     ]
     for run in runs:
@@ -267,9 +264,13 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
     lines += ["", "## pass@k", "", *_table_header("k", labels)]
     for k in ks:
         lines.append(f"| {k} | " + " | ".join(_fmt(p[k]) for p in comparison["pass_at_k"]) + " |")
+    units = sorted({a["mean"].get("resampled") or "tasks" for a in comparison["aggregates"]})
     lines += [
         "",
-        "## Aggregates of per-task success (stratified bootstrap)",
+        "## Aggregates of per-task success",
+        "",
+        f"Intervals resample {' or '.join(units)} (samples within each task when every task "
+        "has at least two, else tasks).",
         "",
         *_table_header("statistic", labels),
     ]
@@ -289,16 +290,9 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_plots(comparison: dict[str, Any], out: Path) -> list[Path]:
-    """pass@k curves, performance profiles and IQM with intervals as PNG files (needs matplotlib)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def draw_pass_at_k(ax: Any, comparison: dict[str, Any]) -> None:
+    """pass@k curves with their intervals as bands."""
     labels = [r["label"] for r in comparison["runs"]]
-    written = []
-    fig, ax = plt.subplots(figsize=(6, 4))
     for label, curve in zip(labels, comparison["pass_at_k"], strict=True):
         ks = [int(k) for k in curve]
         values = [curve[k]["value"] for k in curve]
@@ -314,23 +308,28 @@ def write_plots(comparison: dict[str, Any], out: Path) -> list[Path]:
         xscale="log", xlabel="k", ylabel="pass@k", ylim=(0, 1.02), title="pass@k (95% intervals)"
     )
     ax.legend()
-    written.append(out / "pass_at_k.png")
-    fig.savefig(written[-1], dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, profile in zip(labels, comparison["performance_profile"]["runs"], strict=True):
-        ax.step(comparison["performance_profile"]["thresholds"], profile, where="post", label=label)
+
+
+def draw_performance_profiles(ax: Any, comparison: dict[str, Any]) -> None:
+    """Each run's exact performance profile: one line per run through the vertices of
+    its step function (:func:`~rounds.stats.profile_polyline`), so the drawn curve is
+    the fraction of tasks at or above every threshold, not an interpolation."""
+    labels = [r["label"] for r in comparison["runs"]]
+    for label, profile in zip(labels, comparison["performance_profile"], strict=True):
+        ax.plot(*profile_polyline(profile), label=label)
     ax.set(
         xlabel="per-task success threshold τ",
-        ylabel="fraction of tasks ≥ τ",
+        ylabel="fraction of tasks with success ≥ τ",
+        xlim=(-0.02, 1.02),
         ylim=(0, 1.02),
         title="performance profiles",
     )
     ax.legend()
-    written.append(out / "performance_profiles.png")
-    fig.savefig(written[-1], dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 1 + 0.5 * len(labels)))
+
+
+def draw_iqm(ax: Any, comparison: dict[str, Any]) -> None:
+    """Each run's IQM of per-task success with its interval."""
+    labels = [r["label"] for r in comparison["runs"]]
     for i, aggregate in enumerate(comparison["aggregates"]):
         stat = aggregate["iqm"]
         low = stat["low"] if stat["low"] is not None else stat["value"]
@@ -347,11 +346,32 @@ def write_plots(comparison: dict[str, Any], out: Path) -> list[Path]:
         yticklabels=labels,
         xlabel="IQM of per-task success",
         xlim=(-0.02, 1.02),
-        title="IQM (95% stratified bootstrap)",
+        title="IQM (95% bootstrap intervals)",
     )
-    written.append(out / "iqm.png")
-    fig.savefig(written[-1], dpi=120, bbox_inches="tight")
-    plt.close(fig)
+
+
+def write_plots(comparison: dict[str, Any], out: Path) -> list[Path]:
+    """pass@k curves, performance profiles and IQM with intervals as PNG files (needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = len(comparison["runs"])
+    plots = (
+        ("pass_at_k.png", (6.0, 4.0), draw_pass_at_k),
+        ("performance_profiles.png", (6.0, 4.0), draw_performance_profiles),
+        ("iqm.png", (6.0, 1 + 0.5 * rows), draw_iqm),
+    )
+    written = []
+    for name, size, draw in plots:
+        fig, ax = plt.subplots(figsize=size)
+        try:
+            draw(ax, comparison)
+            written.append(out / name)
+            fig.savefig(written[-1], dpi=120, bbox_inches="tight")
+        finally:
+            plt.close(fig)
     return written
 
 

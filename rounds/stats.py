@@ -9,7 +9,6 @@ SciPy is imported on first use to keep ``import rounds`` light.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -21,13 +20,19 @@ from rounds.records import Episode
 
 
 class Interval(BaseModel):
-    """A statistic with its confidence interval (``low``/``high`` are None with fewer than 2 values)."""
+    """A statistic with its confidence interval (``low``/``high`` are None with fewer than 2 values).
+
+    ``resampled`` names the bootstrap's resampling unit (``"episodes"``, ``"tasks"`` or
+    ``"samples within tasks"``): intervals of the same data over different units answer
+    different questions and differ in width, so a report says which it shows.
+    """
 
     value: float
     low: float | None
     high: float | None
     n: int
     confidence: float = 0.95
+    resampled: str | None = None
 
 
 def mean_interval(
@@ -121,7 +126,8 @@ def pass_at_k_tasks(
 ) -> Interval:
     """Mean pass@k over tasks, each ``(n samples, c correct)``, with a bootstrap interval over tasks."""
     values = [pass_at_k(n, c, k) for n, c in counts if n >= k]
-    return mean_interval(values, confidence=confidence, seed=seed)
+    interval = mean_interval(values, confidence=confidence, seed=seed)
+    return interval.model_copy(update={"resampled": "tasks"})
 
 
 def powers_of_two(limit: int) -> list[int]:
@@ -142,71 +148,161 @@ def answer_entropy(answers: Sequence[str]) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-def iqm(scores: Any) -> float:
-    """Interquartile mean: the mean of the middle 50% of the scores (25% trimmed each side)."""
+def _scalar_or_array(result: Any) -> Any:
+    """A float for a 0-d result (a whole-array statistic), else the array (one value per row)."""
+    return float(result) if np.ndim(result) == 0 else result
+
+
+def iqm(scores: Any, axis: int | None = None) -> Any:
+    """Interquartile mean: the mean of the middle 50% of the scores (25% trimmed each side).
+
+    ``axis=None`` uses every score; ``axis=-1`` gives one IQM per row (for the bootstrap).
+    """
     from scipy import stats
 
-    return float(stats.trim_mean(np.asarray(scores, dtype=float).ravel(), 0.25))
+    return _scalar_or_array(stats.trim_mean(np.asarray(scores, dtype=float), 0.25, axis=axis))
 
 
-def optimality_gap(scores: Any, threshold: float = 1.0) -> float:
+def optimality_gap(scores: Any, threshold: float = 1.0, axis: int | None = None) -> Any:
     """How far scores fall short of ``threshold`` on average: ``mean(max(threshold − x, 0))``."""
-    return float(np.maximum(threshold - np.asarray(scores, dtype=float).ravel(), 0.0).mean())
+    shortfall = np.maximum(threshold - np.asarray(scores, dtype=float), 0.0)
+    return _scalar_or_array(shortfall.mean(axis=axis))
 
 
-AGGREGATES: dict[str, Callable[[Any], float]] = {
-    "mean": lambda x: float(np.mean(x)),
-    "median": lambda x: float(np.median(x)),
+def median(scores: Any, axis: int | None = None) -> Any:
+    """The median of the scores (of each row with ``axis=-1``)."""
+    return _scalar_or_array(np.median(np.asarray(scores, dtype=float), axis=axis))
+
+
+def mean(scores: Any, axis: int | None = None) -> Any:
+    """The mean of the scores (of each row with ``axis=-1``)."""
+    return _scalar_or_array(np.mean(np.asarray(scores, dtype=float), axis=axis))
+
+
+#: Robust aggregates of per-task scores (rliable's set). Each takes ``axis`` so the
+#: bootstrap can evaluate thousands of resamples at once.
+AGGREGATES: dict[str, Callable[..., Any]] = {
+    "mean": mean,
+    "median": median,
     "iqm": iqm,
     "optimality_gap": optimality_gap,
 }
 
+#: Values of a bootstrap resample held in memory at once (bounds memory on huge runs).
+_RESAMPLE_BUDGET = 4_000_000
+
 
 def stratified_interval(
-    scores: Any,
-    statistic: Callable[[Any], float],
+    per_task: Sequence[Sequence[float]] | np.ndarray,
+    aggregate: Callable[..., Any],
     *,
     confidence: float = 0.95,
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> Interval:
-    """``statistic`` of a ``(runs, tasks)`` score matrix with a stratified bootstrap interval.
+    """``aggregate`` of the per-task mean scores with a bootstrap interval.
 
-    Runs (or samples) are resampled within each task, independently across tasks
-    (rliable's stratified bootstrap). With one run there is nothing to resample
-    within a task, so tasks are resampled instead.
+    ``per_task[t]`` holds task ``t``'s scores (runs or samples; tasks may have
+    different numbers). ``aggregate(values, axis=-1)`` maps per-task means to one
+    number per row, e.g. :data:`AGGREGATES`.
+
+    - Every task has at least two samples: the stratified bootstrap (rliable) —
+      samples are resampled within each task, independently across tasks, the
+      per-task means recomputed and aggregated. The task set is held fixed.
+    - Some task has a single sample (e.g. one episode per task): there is nothing
+      to resample within it, so tasks are resampled instead (the per-task means,
+      with replacement) and ``aggregate`` is applied to each resample.
+
+    Either way the interval is the percentile interval of the aggregate itself, so
+    a median's interval is the median's, never the mean's; ``resampled`` records
+    which unit was used and ``n`` counts tasks.
     """
-    matrix = np.atleast_2d(np.asarray(scores, dtype=float))
-    value = float(statistic(matrix))
-    runs, tasks = matrix.shape
-    if matrix.size < 2 or np.all(matrix == matrix.flat[0]):
-        return Interval(
-            value=value, low=value, high=value, n=int(matrix.size), confidence=confidence
-        )
-    interval = functools.partial(
-        _percentile_interval,
+    tasks = [np.asarray(s, dtype=float).ravel() for s in per_task]
+    if not tasks or any(t.size == 0 for t in tasks):
+        raise ValueError("stratified_interval needs at least one score for every task")
+    means = np.array([t.mean() for t in tasks])
+    value = float(aggregate(means, axis=-1))
+    n = len(tasks)
+    within = all(t.size >= 2 for t in tasks)
+    unit = "samples within tasks" if within else "tasks"
+
+    def fixed(low: float | None, high: float | None) -> Interval:
+        return Interval(value=value, low=low, high=high, n=n, confidence=confidence, resampled=unit)
+
+    if within:
+        if all(np.all(t == t[0]) for t in tasks):
+            return fixed(value, value)  # nothing varies within any task
+
+        def statistic(*samples: np.ndarray, axis: int = -1) -> Any:
+            resampled_means = np.stack([s.mean(axis=axis) for s in samples], axis=-1)
+            return aggregate(resampled_means, axis=-1)
+
+        data: tuple[np.ndarray, ...] = tuple(tasks)
+        total = sum(t.size for t in tasks)
+    else:
+        if n < 2:
+            return fixed(None, None)
+        if np.all(means == means[0]):
+            return fixed(value, value)
+
+        def statistic(*samples: np.ndarray, axis: int = -1) -> Any:
+            return aggregate(samples[0], axis=axis)
+
+        data, total = (means,), n
+    interval = _percentile_interval(
+        data,
+        statistic,
         value=value,
-        n=int(matrix.size),
+        n=n,
         confidence=confidence,
         n_resamples=n_resamples,
         seed=seed,
+        vectorized=True,
+        batch=max(1, min(n_resamples, _RESAMPLE_BUDGET // total)),
     )
-    if runs == 1:
-        return interval((matrix[0],), lambda x, axis=-1: np.apply_along_axis(statistic, axis, x))
-
-    def per_task(*columns: np.ndarray, axis: int = -1) -> Any:
-        stacked = np.stack(columns, axis=-1)  # (..., runs, tasks)
-        flat = stacked.reshape(-1, runs, tasks)
-        values = np.array([statistic(m) for m in flat])
-        return values.reshape(stacked.shape[:-2])
-
-    return interval(tuple(matrix[:, t] for t in range(tasks)), per_task, vectorized=True)
+    return interval.model_copy(update={"resampled": unit})
 
 
 def performance_profile(scores: Any, thresholds: Sequence[float]) -> list[float]:
     """Fraction of scores at or above each threshold ``τ``: ``mean(x ≥ τ)``."""
     x = np.asarray(scores, dtype=float).ravel()
     return [float((x >= tau).mean()) for tau in thresholds]
+
+
+def profile_steps(scores: Any, start: float = 0.0) -> dict[str, list[float]]:
+    """The exact performance profile ``τ ↦ mean(x ≥ τ)`` of ``scores`` as its breakpoints.
+
+    ``thresholds`` are ``start`` and every distinct score (ascending); ``fraction[i]``
+    is ``mean(x ≥ thresholds[i])``, which is also the profile's value for every
+    ``τ`` in ``(thresholds[i−1], thresholds[i]]`` (no score lies strictly between
+    two breakpoints). Above the largest score the profile is 0. A fixed grid drawn
+    as steps misplaces the drops: with per-task success of 0 or 1 the profile falls
+    right after 0, not at the next grid point.
+    """
+    x = np.asarray(scores, dtype=float).ravel()
+    thresholds = sorted({min(start, float(x.min())) if x.size else start, *map(float, x)})
+    return {"thresholds": thresholds, "fraction": performance_profile(x, thresholds)}
+
+
+def profile_polyline(
+    profile: Mapping[str, Sequence[float]], end: float = 1.0
+) -> tuple[list[float], list[float]]:
+    """The vertices of :func:`profile_steps`'s step function for a plot, drawn exactly:
+    flat at ``fraction[i]`` over ``(thresholds[i−1], thresholds[i]]``, a vertical drop
+    after each breakpoint, and 0 after the largest score up to ``end``."""
+    taus, fractions = list(profile["thresholds"]), list(profile["fraction"])
+    if not taus:
+        return [], []
+    xs, ys = [taus[0]], [fractions[0]]
+    for previous, tau, fraction in zip(taus, taus[1:], fractions[1:], strict=False):
+        xs += [previous, tau]
+        ys += [fraction, fraction]
+    xs.append(taus[-1])
+    ys.append(0.0)
+    if end > taus[-1]:
+        xs.append(end)
+        ys.append(0.0)
+    return xs, ys
 
 
 def probability_of_improvement(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> float:
@@ -344,9 +440,10 @@ def token_entropy(episode: Episode) -> float | None:
     return -total / count if count else None
 
 
-def score_matrix(groups: dict[str, list[Episode]], metric: str = "success") -> np.ndarray:
-    """``(samples, tasks)`` per-episode scores when every task has the same number of samples,
-    else ``(1, tasks)`` of per-task means."""
+def task_scores(
+    groups: Mapping[str, Sequence[Episode]], metric: str = "success"
+) -> list[list[float]]:
+    """Each task's per-episode scores (``success``, or a metric the episodes report)."""
 
     def score(e: Episode) -> float:
         return (
@@ -355,22 +452,7 @@ def score_matrix(groups: dict[str, list[Episode]], metric: str = "success") -> n
             else float(e.metrics.get(metric, getattr(e, metric, 0.0)))
         )
 
-    columns = [[score(e) for e in group] for group in groups.values()]
-    if columns and len({len(c) for c in columns}) == 1:
-        return np.array(columns, dtype=float).T
-    return np.array([[float(np.mean(c)) for c in columns]], dtype=float)
-
-
-def of_task_means(function: Callable[[Any], float]) -> Callable[[Any], float]:
-    """``function`` applied to the per-task means of a ``(samples, tasks)`` matrix."""
-
-    def statistic(matrix: Any) -> float:
-        return function(np.mean(matrix, axis=0))
-
-    return statistic
-
-
-PROFILE_THRESHOLDS = [round(0.1 * i, 1) for i in range(11)]
+    return [[score(e) for e in group] for group in groups.values()]
 
 
 def summarize_episodes(
@@ -389,20 +471,36 @@ def summarize_episodes(
     - ``answer_entropy`` (envs with a final answer) and ``token_entropy`` (agents that
       record log-probs), averaged over tasks / episodes;
     - ``aggregates``: mean, median, IQM and optimality gap of per-task success with
-      stratified bootstrap intervals, and a performance profile.
+      :func:`stratified_interval` intervals, and the exact performance profile
+      (:func:`profile_steps`) of per-task success.
+
+    Every interval records what it resampled: episode metrics resample episodes
+    (how precisely these episodes fix the mean), pass@k and answer entropy resample
+    tasks (they include the spread between tasks, so they are wider when tasks
+    differ in difficulty).
     """
+
+    def over(interval: Interval, unit: str) -> dict[str, Any]:
+        return interval.model_copy(update={"resampled": unit}).model_dump()
+
     columns = episode_values(episodes)
     metrics = {
-        name: mean_interval(values, confidence=confidence, seed=seed).model_dump()
+        name: over(mean_interval(values, confidence=confidence, seed=seed), "episodes")
         for name, values in sorted(columns.items())
     }
     rows = [{"outcome": e.outcome, **e.metrics} for e in episodes]
     for name, (needed, function) in (derived or {}).items():
         usable = [r for r in rows if all(c in r for c in needed)]
         if usable:
-            metrics[name] = derived_interval(
-                [[r[c] for r in usable] for c in needed], function, confidence=confidence, seed=seed
-            ).model_dump()
+            metrics[name] = over(
+                derived_interval(
+                    [[r[c] for r in usable] for c in needed],
+                    function,
+                    confidence=confidence,
+                    seed=seed,
+                ),
+                "episodes",
+            )
     groups = task_groups(episodes)
     samples = [len(g) for g in groups.values()]
     summary: dict[str, Any] = {
@@ -425,28 +523,24 @@ def summarize_episodes(
     answers = [[final_answer(e) for e in g] for g in groups.values()]
     if any(a is not None for group in answers for a in group):
         per_task = [answer_entropy([a for a in group if a is not None]) for group in answers]
-        summary["answer_entropy"] = mean_interval(
-            per_task, confidence=confidence, seed=seed
-        ).model_dump()
+        summary["answer_entropy"] = over(
+            mean_interval(per_task, confidence=confidence, seed=seed), "tasks"
+        )
     entropies = [h for h in (token_entropy(e) for e in episodes) if h is not None]
     if entropies:
-        summary["token_entropy"] = mean_interval(
-            entropies, confidence=confidence, seed=seed
-        ).model_dump()
-    matrix = score_matrix(groups)
+        summary["token_entropy"] = over(
+            mean_interval(entropies, confidence=confidence, seed=seed), "episodes"
+        )
+    success = task_scores(groups)
     summary["aggregates"] = {
         "success": {
             name: stratified_interval(
-                matrix,
-                of_task_means(function),
-                confidence=confidence,
-                seed=seed,
+                success, function, confidence=confidence, seed=seed
             ).model_dump()
             for name, function in AGGREGATES.items()
         }
     }
     summary["performance_profile"] = {
-        "thresholds": PROFILE_THRESHOLDS,
-        "success": performance_profile(matrix.mean(axis=0), PROFILE_THRESHOLDS),
+        "success": profile_steps([float(np.mean(s)) for s in success])
     }
     return summary

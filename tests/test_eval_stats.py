@@ -15,14 +15,18 @@ from rounds.cli import app
 from rounds.compare import CompareError, compare_runs, load_run
 from rounds.records import Episode, Turn
 from rounds.stats import (
+    AGGREGATES,
     answer_entropy,
     iqm,
+    mean,
     mean_interval,
     optimality_gap,
     pass_at_k,
     performance_profile,
     powers_of_two,
     probability_of_improvement,
+    profile_polyline,
+    profile_steps,
     stratified_interval,
     summarize_episodes,
 )
@@ -64,16 +68,147 @@ def test_aggregates_on_hand_computed_cases() -> None:
 
 
 def test_stratified_bootstrap_resamples_within_tasks() -> None:
-    # Two runs of one task scoring 0 and 1: resampled means are 0, 0.5, 1 w.p. 1/4, 1/2, 1/4.
-    two = stratified_interval([[0.0], [1.0]], lambda m: float(np.mean(m)))
+    # One task with two samples scoring 0 and 1: resampled means are 0, 0.5, 1 w.p. 1/4, 1/2, 1/4.
+    two = stratified_interval([[0.0, 1.0]], mean)
     assert (two.value, two.low, two.high) == (0.5, 0.0, 1.0)
-    # Every run scores the same on each task: resampling within tasks changes nothing,
+    assert two.resampled == "samples within tasks" and two.n == 1
+    # Every sample scores the same on each task: resampling within tasks changes nothing,
     # even though the tasks differ (resampling tasks would give a wide interval).
-    matrix = np.array([[0.0, 0.5, 1.0, 0.25]] * 5)
-    same = stratified_interval(matrix, lambda m: iqm(np.mean(m, axis=0)))
+    per_task = [[0.0] * 5, [0.5] * 5, [1.0] * 5, [0.25] * 5]
+    same = stratified_interval(per_task, iqm)
     assert same.low == same.high == same.value
-    one_run = stratified_interval(matrix[:1], lambda m: float(np.mean(m)))
-    assert one_run.low < one_run.value < one_run.high  # one run: tasks are resampled
+    one_sample = stratified_interval([[0.0], [0.5], [1.0], [0.25]], mean)
+    assert one_sample.low < one_sample.value < one_sample.high  # one sample: tasks resampled
+    assert one_sample.resampled == "tasks" and one_sample.n == 4
+
+
+def direct_bootstrap(
+    per_task: list[list[float]], aggregate: str, resamples: int = 4000, seed: int = 1
+) -> tuple[float, float]:
+    """A plain-numpy percentile bootstrap, written independently of rounds.stats: samples
+    resampled within each task when every task has two or more, else tasks resampled."""
+    rng = np.random.default_rng(seed)
+    tasks = [np.asarray(s, dtype=float) for s in per_task]
+    if all(t.size >= 2 for t in tasks):
+        means = np.stack(
+            [t[rng.integers(0, t.size, size=(resamples, t.size))].mean(axis=1) for t in tasks],
+            axis=1,
+        )
+    else:
+        task_means = np.array([t.mean() for t in tasks])
+        means = task_means[rng.integers(0, task_means.size, size=(resamples, task_means.size))]
+    functions = {
+        "mean": lambda row: row.mean(),
+        "median": np.median,
+        "iqm": lambda row: np.sort(row)[row.size // 4 : row.size - row.size // 4].mean(),
+        "optimality_gap": lambda row: np.maximum(1.0 - row, 0.0).mean(),
+    }
+    values = [functions[aggregate](row) for row in means]
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def skewed_scores(samples: list[int], seed: int = 3) -> list[list[float]]:
+    """Binary scores of tasks that are mostly easy (a median of 1, a mean near 0.85)."""
+    rng = np.random.default_rng(seed)
+    p = np.where(rng.random(len(samples)) < 0.8, 0.97, 0.3)
+    return [
+        [float(rng.random() < p_t) for _ in range(k)] for p_t, k in zip(p, samples, strict=True)
+    ]
+
+
+@pytest.mark.parametrize(
+    "samples",
+    [[1] * 48, [4] * 40, [2, 3, 5, 4] * 10, [1, 3, 4, 2] * 10],
+    ids=["K=1", "K=4", "uneven K>=2", "uneven K with singles"],
+)
+@pytest.mark.parametrize("aggregate", ["mean", "median", "iqm", "optimality_gap"])
+def test_each_aggregate_interval_matches_a_direct_bootstrap(
+    samples: list[int], aggregate: str
+) -> None:
+    per_task = skewed_scores(samples)
+    got = stratified_interval(per_task, AGGREGATES[aggregate], n_resamples=4000)
+    low, high = direct_bootstrap(per_task, aggregate)
+    assert got.low is not None and got.high is not None
+    assert got.low <= got.value <= got.high
+    # Monte Carlo error of two independent 4,000-resample bootstraps (one atom of a
+    # discrete bootstrap distribution at most); the bug this guards against put the
+    # median's interval at the mean's, about 0.1 away.
+    assert got.low == pytest.approx(low, abs=0.03)
+    assert got.high == pytest.approx(high, abs=0.03)
+    assert got.resampled == ("tasks" if 1 in samples else "samples within tasks")
+
+
+def test_summary_median_interval_contains_the_median_with_one_episode_per_task() -> None:
+    # 38 of 40 tasks solved once each: the median is 1 and so is every resample's median.
+    episodes = [episode(f"t{i}", success=i >= 2) for i in range(40)]
+    success = summarize_episodes(episodes)["aggregates"]["success"]
+    assert (success["median"]["value"], success["median"]["low"], success["median"]["high"]) == (
+        1.0,
+        1.0,
+        1.0,
+    )
+    assert success["iqm"]["low"] == success["iqm"]["high"] == 1.0
+    assert success["mean"]["low"] < 0.95 < success["mean"]["high"]
+    # Uneven samples per task (one task sampled twice) are not collapsed to the mean either.
+    uneven = summarize_episodes([*episodes, episode("t5", True)])["aggregates"]["success"]
+    assert uneven["median"]["low"] == uneven["median"]["high"] == 1.0
+    assert uneven["median"]["resampled"] == "tasks"
+
+
+def polyline_value(xs: list[float], ys: list[float], tau: float) -> float:
+    """The height of a drawn step polyline at ``tau`` (strictly inside a flat segment)."""
+    for x0, x1, y0, y1 in zip(xs, xs[1:], ys, ys[1:], strict=False):
+        if x0 < tau < x1:
+            assert y0 == y1, "a step function is flat between its breakpoints"
+            return y0
+    raise AssertionError(f"no flat segment covers {tau}")
+
+
+def test_performance_profile_is_the_exact_step_function() -> None:
+    # A random agent solving 4 of 100 tasks: at every threshold above 0 the fraction is 4%.
+    episodes = [episode(f"t{i}", success=i < 4) for i in range(100)]
+    profile = summarize_episodes(episodes)["performance_profile"]["success"]
+    assert profile == {"thresholds": [0.0, 1.0], "fraction": [1.0, 0.04]}
+    xs, ys = profile_polyline(profile)
+    for tau in (0.01, 0.05, 0.5, 0.99):
+        assert polyline_value(xs, ys, tau) == 0.04
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, 5, size=60) / 4  # per-task success rates of K = 4
+    xs, ys = profile_polyline(profile_steps(values))
+    for tau in rng.random(300):
+        if tau not in values:
+            assert polyline_value(xs, ys, tau) == pytest.approx(np.mean(values >= tau))
+
+
+def test_performance_profile_plot_draws_the_exact_step_function(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rounds.compare import draw_performance_profiles
+
+    tasks = [f"task-{i:03d}" for i in range(100)]
+    random_run = [episode(t, i < 4) for i, t in enumerate(tasks)]
+    expert_run = [episode(t, i < 90) for i, t in enumerate(tasks)]
+    comparison = compare_runs(
+        [
+            load_run(write_run(tmp_path / "random", random_run, 1)),
+            load_run(write_run(tmp_path / "expert", expert_run, 1)),
+        ]
+    )
+    fig, ax = plt.subplots()
+    try:
+        draw_performance_profiles(ax, comparison)
+        lines = {line.get_label(): line.get_xydata() for line in ax.get_lines()}
+    finally:
+        plt.close(fig)
+    for label, solved in (("random", 0.04), ("expert", 0.90)):
+        xs, ys = lines[label][:, 0].tolist(), lines[label][:, 1].tolist()
+        assert polyline_value(xs, ys, 0.05) == pytest.approx(solved)
+        assert polyline_value(xs, ys, 0.95) == pytest.approx(solved)
+        assert ys[0] == 1.0 and xs[0] == 0.0
 
 
 def test_interval_coverage_is_close_to_95_percent() -> None:
@@ -131,7 +266,10 @@ def test_summary_reports_pass_at_k_entropy_and_aggregates() -> None:
     assert summary["pass_at_k"]["4"]["value"] == pytest.approx(0.75)
     assert summary["answer_entropy"]["value"] > 0
     assert set(summary["aggregates"]["success"]) == {"mean", "median", "iqm", "optimality_gap"}
-    assert summary["performance_profile"]["success"][0] == 1.0
+    assert summary["performance_profile"]["success"] == {
+        "thresholds": [0.0, 0.25, 0.5, 0.75],
+        "fraction": [1.0, 0.75, 0.5, 0.25],
+    }
 
 
 def test_compare_finds_a_dominating_run(tmp_path: Path) -> None:
