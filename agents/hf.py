@@ -54,20 +54,14 @@ class HFAgent(BaseAgent):
         use_tools: bool = True,
         timeout_s: float | None = 600.0,
     ) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
+        from transformers import GenerationConfig
 
-        from rounds.models import resolve_model
+        from rounds.models import load_model_and_tokenizer
 
-        hf_logging.disable_progress_bar()
         self.name = "hf"
         self.model = model
         if model_obj is None:
-            path = resolve_model(model)
-            torch_dtype = getattr(torch, dtype) if dtype != "auto" else "auto"
-            model_obj = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device)
-            tokenizer = AutoTokenizer.from_pretrained(path)
+            model_obj, tokenizer = load_model_and_tokenizer(model, dtype=dtype, device=device)
         if tokenizer is None:
             raise ValueError("pass the tokenizer together with model_obj")
         self.lm = model_obj
@@ -90,13 +84,11 @@ class HFAgent(BaseAgent):
             getattr(self.lm.config, "max_position_embeddings", 32_768)
         )
         self.tokens = ConversationTokens(tokenizer, use_tools=use_tools, max_context_tokens=context)
-        from transformers import GenerationConfig
-
         model_defaults = self.lm.generation_config
         # Sampling must follow exactly the settings above, the distribution whose log-probs
         # are recorded: a model's own defaults (Qwen's repetition_penalty, top_k, top_p)
         # would otherwise be merged in and make the training data off-policy.
-        self._neutral = GenerationConfig(
+        self._neutral = GenerationConfig(  # type: ignore[no-untyped-call]  # untyped in transformers
             bos_token_id=model_defaults.bos_token_id,
             eos_token_id=model_defaults.eos_token_id,
             pad_token_id=model_defaults.pad_token_id,

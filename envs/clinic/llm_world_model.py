@@ -44,17 +44,9 @@ class TransformersGenerator:
     """Continues prompts with a local causal LM (CPU or GPU), stopping at ``<SEP>``."""
 
     def __init__(self, model: str, *, device: str = "cpu", dtype: str = "auto") -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
+        from rounds.models import load_model_and_tokenizer
 
-        from rounds.models import resolve_model
-
-        hf_logging.disable_progress_bar()
-        path = resolve_model(model)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        torch_dtype = getattr(torch, dtype) if dtype != "auto" else "auto"
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device)
+        self.model, self.tokenizer = load_model_and_tokenizer(model, dtype=dtype, device=device)
         self.model.eval()
         self.device = device
         self._lock = threading.Lock()
