@@ -2,7 +2,8 @@
 
 Three formats are accepted, checked in this order:
 
-1. a JSON tool call, ``{"name": "order_exam", "arguments": {"exam": "CBC"}}`` or
+1. a JSON tool call (read by :func:`rounds.actions.parse_tool_calls`, which no
+   JSON shape or size makes raise), ``{"name": "order_exam", "arguments": {"exam": "CBC"}}`` or
    ``{"name": "diagnose", "arguments": {"diagnosis": "..."}}`` (OpenAI's
    ``{"function": {...}}`` wrapping and Qwen's ``<tool_call>`` tags too);
 2. DiagAgent's free text: "... the following investigation(s) should be
@@ -13,12 +14,11 @@ Three formats are accepted, checked in this order:
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from rounds.actions import InvalidAction, split_reasoning
+from rounds.actions import InvalidAction, ToolCall, excerpt, parse_tool_calls, split_reasoning
 
 FORMAT_HELP = (
     "Reply with one of: 'exam: <one examination>' | 'diagnosis: <one diagnosis>' | "
@@ -58,61 +58,52 @@ def _clean(name: str) -> str:
     return name.strip().strip("*`\"'[]").strip().rstrip(".").strip()
 
 
-def _json_objects(text: str) -> list[dict[str, Any]]:
-    decoder = json.JSONDecoder()
-    found: list[dict[str, Any]] = []
-    index = text.find("{")
-    while index != -1 and len(found) < 8:
-        try:
-            value, end = decoder.raw_decode(text, index)
-        except json.JSONDecodeError:
-            index = text.find("{", index + 1)
-            continue
-        if isinstance(value, dict):
-            found.append(value)
-        index = text.find("{", end)
-    return found
+#: Longest exam or diagnosis name read; longer text is not a name (it would be echoed whole).
+MAX_NAME_CHARS = 300
 
 
-def _tool_call(obj: dict[str, Any]) -> ClinicAction | None:
-    call = obj.get("function") if isinstance(obj.get("function"), dict) else obj
-    name = call.get("name") or call.get("tool")
-    if not isinstance(name, str):
-        return None
-    arguments = call.get("arguments", call.get("parameters", call.get("args", {})))
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError as err:
-            raise InvalidAction(
-                f"The arguments of the {name} call are not valid JSON ({err.msg}). {FORMAT_HELP}"
-            ) from err
-    if not isinstance(arguments, dict):
+def _checked_name(kind: Literal["exam", "diagnosis"], raw: str) -> str:
+    name = _clean(raw)
+    if not name:
         raise InvalidAction(
-            f"The arguments of the {name} call must be a JSON object. {FORMAT_HELP}"
+            f"The {'exam name' if kind == 'exam' else kind} is empty. {FORMAT_HELP}"
         )
-    tool = name.strip().lower()
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidAction(
+            f"The {kind} {excerpt(name)} is longer than {MAX_NAME_CHARS} characters; "
+            f"name one {kind} in a few words. {FORMAT_HELP}"
+        )
+    return name
+
+
+def _tool_action(call: ToolCall) -> ClinicAction:
+    tool = call.name.lower()
     if tool in EXAM_TOOLS:
         kind: Literal["exam", "diagnose"] = "exam"
-        keys = ("exam", "name", "test", "examination", "exam_name")
+        keys: tuple[str, ...] = ("exam", "name", "test", "examination", "exam_name")
     elif tool in DIAGNOSIS_TOOLS:
         kind = "diagnose"
         keys = ("diagnosis", "name", "final_diagnosis")
     else:
         raise InvalidAction(
-            f"Unknown tool {name!r}. The tools are order_exam and diagnose. {FORMAT_HELP}"
+            f"Unknown tool {excerpt(call.name, 40)}. The tools are order_exam and diagnose. "
+            f"{FORMAT_HELP}"
         )
-    value = next((arguments[k] for k in keys if k in arguments), None)
+    value = next((call.arguments[k] for k in keys if k in call.arguments), None)
     note = ""
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         if len(value) > 1:
-            note = f"You asked for {len(value)} exams at once; only the first, {value[0]!r}, was ordered. Order one exam per turn."
+            note = (
+                f"You asked for {len(value)} exams at once; only the first, {excerpt(value[0])}, "
+                "was ordered. Order one exam per turn."
+            )
         value = value[0]
     if not isinstance(value, str) or not value.strip():
+        shown = excerpt(value) if isinstance(value, str) else type(value).__name__
         raise InvalidAction(
-            f"{tool} needs a non-empty string argument {keys[0]!r}, got {json.dumps(value)}. {FORMAT_HELP}"
+            f"{tool} needs a non-empty string argument {keys[0]!r}, got {shown}. {FORMAT_HELP}"
         )
-    return ClinicAction(kind, _clean(value), note)
+    return ClinicAction(kind, _checked_name("exam" if kind == "exam" else "diagnosis", value), note)
 
 
 def parse_action(text: str) -> ClinicAction:
@@ -120,10 +111,9 @@ def parse_action(text: str) -> ClinicAction:
     body = split_reasoning(text).command
     if not body:
         raise InvalidAction(f"The reply has no action outside the reasoning. {FORMAT_HELP}")
-    for obj in _json_objects(body):
-        action = _tool_call(obj)
-        if action is not None:
-            return action
+    calls = parse_tool_calls(body)
+    if calls:
+        return _tool_action(calls[0])
     investigation = _INVESTIGATION.search(body)
     exam_line = investigation or _SIMPLE_EXAM.search(body)
     final = None
@@ -136,17 +126,13 @@ def parse_action(text: str) -> ClinicAction:
             break
     final = final or _DX.search(body)
     if exam_line is not None:
-        name = _clean(exam_line.group("name"))
-        if not name:
-            raise InvalidAction(f"The exam name is empty. {FORMAT_HELP}")
+        name = _checked_name("exam", exam_line.group("name"))
         note = ""
         if final is not None and _clean(final.group("name")):
             note = "You gave an exam and a final diagnosis; the exam was ordered. Give the diagnosis on its own when you are ready."
         return ClinicAction("exam", name, note)
     if final is not None:
-        name = _clean(final.group("name"))
-        if not name:
-            raise InvalidAction(f"The diagnosis is empty. {FORMAT_HELP}")
-        return ClinicAction("diagnose", name)
-    shown = body if len(body) <= 80 else body[:77] + "..."
-    raise InvalidAction(f"I could not find an exam or a diagnosis in {shown!r}. {FORMAT_HELP}")
+        return ClinicAction("diagnose", _checked_name("diagnosis", final.group("name")))
+    raise InvalidAction(
+        f"I could not find an exam or a diagnosis in {excerpt(body)}. {FORMAT_HELP}"
+    )
