@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from rounds.actions import InvalidAction, clean_text, command_line, split_reasoning
@@ -63,3 +65,41 @@ def test_command_line_takes_last_line_without_prompts() -> None:
     assert command_line("I should look around.\nAction: go to fridge 1.") == "go to fridge 1"
     assert command_line("> `open drawer 2`") == "open drawer 2"
     assert command_line("```\n```") == ""
+
+
+# ------------------------------------------------------------ shared memory (AsyncVectorEnv)
+
+
+def test_text_space_shared_memory_round_trips_any_str() -> None:
+    from gymnasium.vector.utils import (
+        create_shared_memory,
+        read_from_shared_memory,
+        write_to_shared_memory,
+    )
+
+    space = TextSpace(12)
+    texts = ["a\nb\tc", "héllo 😀", "", "x" * 12, "lone \ud800", "\x00\x1b[0m"]
+    memory = create_shared_memory(space, n=len(texts))
+    view = read_from_shared_memory(space, memory, n=len(texts))
+    assert tuple(view) == ("",) * len(texts)
+    for index, text in enumerate(texts):
+        write_to_shared_memory(space, index, text, memory)
+    # the view read before the writes sees them (AsyncVectorEnv reads it once)
+    assert tuple(view) == tuple(texts)
+    assert view[1] == "héllo 😀" and view[-1] == "\x00\x1b[0m" and view[1:3] == ("héllo 😀", "")
+    write_to_shared_memory(space, 3, "short", memory)
+    assert view[3] == "short"
+    assert copy.deepcopy(view) == (*texts[:3], "short", *texts[4:])
+    assert isinstance(copy.deepcopy(view), tuple)
+    with pytest.raises(ValueError, match="does not contain"):
+        write_to_shared_memory(space, 0, "y" * 13, memory)
+
+
+def test_gymnasium_text_shared_memory_cannot_carry_a_newline() -> None:
+    """Why TextSpace registers its own functions: Text's raise on characters outside the charset."""
+    from gymnasium.spaces import Text
+    from gymnasium.vector.utils import create_shared_memory, write_to_shared_memory
+
+    space = Text(8)
+    with pytest.raises(KeyError):
+        write_to_shared_memory(space, 0, "a\nb", create_shared_memory(space, n=1))

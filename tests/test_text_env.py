@@ -10,6 +10,8 @@ import gymnasium as gym
 import pytest
 from gymnasium.error import ResetNeeded
 
+import rounds
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -106,3 +108,28 @@ def test_registered_example_passes_gymnasium_checker() -> None:
 
     env = gym.make("examples/GuessNumber-v0")
     check_env(env.unwrapped)
+
+
+# ------------------------------------------------------------ Gymnasium conformance
+
+REGISTERED = [entry.id for entry in rounds.list_envs()]
+
+
+@pytest.mark.parametrize("env_id", REGISTERED)
+def test_async_vector_env_with_default_shared_memory_matches_sync(env_id: str) -> None:
+    """``make_vec(..., "async")`` with its defaults (shared memory) works for every env and
+    gives the same observations, rewards and infos as the sync vector env."""
+    actions = ("look", "exam: complete blood count")
+    results = {}
+    for mode in ("sync", "async"):
+        envs = gym.make_vec(env_id, num_envs=2, vectorization_mode=mode)
+        try:
+            observations, _ = envs.reset(seed=[3, 4])
+            stepped, rewards, terminated, truncated, infos = envs.step(actions)
+        finally:
+            envs.close()
+        assert isinstance(observations, tuple) and all(isinstance(o, str) for o in observations)
+        assert all(o for o in observations), "an empty observation came back"
+        assert isinstance(stepped, tuple) and all(isinstance(o, str) and o for o in stepped)
+        results[mode] = (observations, stepped, rewards.tolist(), list(infos["invalid_action"]))
+    assert results["async"] == results["sync"]
