@@ -154,6 +154,16 @@ class DiagGymEnv(TextEnv):
     derived_metrics: Mapping[str, tuple[tuple[str, ...], Callable[..., float]]] = {
         "exam_f1_e2e": (("exam_precision", "exam_recall"), harmonic_mean)
     }
+    replay_metrics = (
+        "diagnosis_correct",
+        "exam_f1_e2e",
+        "exam_f1",
+        "exam_precision",
+        "exam_recall",
+        "hit_ratio",
+        "exams_ordered",
+    )
+    replay_series = ("posterior_entropy",)
     variants: Mapping[str, Mapping[str, Any]] = {
         "generated": {"cases": "generated"},
         "info-gain": {"reward_weights": {"info_gain": 0.1}},

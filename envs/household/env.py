@@ -86,6 +86,8 @@ class HouseholdEnv(TextEnv):
     reward_component_names = ("outcome", "format", "progress", "meta_reasoning")
     outcome_components = ("outcome",)
     unrecorded_info_keys = ("admissible_commands",)
+    replay_metrics = ("success", "subgoal_fraction", "invalid_actions")
+    replay_series = ("potential",)
     default_reward_weights: Mapping[str, float] = {
         "outcome": 1.0,
         "format": 1.0,
