@@ -139,7 +139,7 @@ def test_every_admissible_command_is_valid() -> None:
         ("\x00\x9f\ud83d garbage \x07", "don't understand"),
         ("\u202e\u2066 go to \u0000", "no"),
         ("take banana 7 from countertop 1", "not at the countertop 1"),
-        ("go to spaceship 1", "no 'spaceship 1'"),
+        ("go to spaceship 1", "not seen a 'spaceship 1'"),
         ("put apple 1 in fridge 1", "not carrying anything"),
         ("close fridge 1", "not at the fridge 1"),
         ("heat apple 1 with sinkbasin 1", "cannot heat"),
@@ -244,3 +244,30 @@ def test_variants_and_make() -> None:
         rounds.make("rounds/Household-v0", variant="nope")
     with pytest.raises(KeyError, match="Unknown env"):
         rounds.make("rounds/Nope-v0")
+
+
+def test_unseen_objects_are_not_confirmed_by_name() -> None:
+    """``examine cup 1`` before any cup was seen answers as for a cup that does not exist."""
+    env = HouseholdEnv(max_turns=1000)
+    for task_id in ("heat-test-0003", "look-test-0001", "pick_two-test-0002"):
+        env.reset(options={"task_id": task_id})
+        world = env.world
+        for name in world.items:
+            kind = world.items[name].kind
+            ghost = f"{kind} 97"
+            assert ghost not in world.items
+            for verb in ("examine {}", "go to {}", "open {}"):
+                seen_before = set(world.seen)
+                real, *_, real_info = env.step(verb.format(name))
+                fake, *_ = env.step(verb.format(ghost))
+                assert real_info["invalid_action"], (task_id, verb, name)
+                assert real.replace(name, "X") == fake.replace(ghost, "X"), (task_id, verb, name)
+                assert world.seen == seen_before
+        # once seen, the object is named as what it is
+        rec = next(r for r in world.receptacles.values() if r.contents and not r.openable)
+        env.step(f"go to {rec.name}")
+        seen = rec.contents[0]
+        observation, *_ = env.step(f"go to {seen}")
+        assert f"The {seen} is an object" in observation
+        observation, *_, info = env.step(f"examine {seen}")
+        assert not info["invalid_action"]

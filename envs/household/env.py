@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from rounds.actions import InvalidAction, command_line, split_reasoning
 from rounds.envs.household.catalog import load_catalog
@@ -88,13 +88,13 @@ class HouseholdEnv(TextEnv):
     unrecorded_info_keys = ("admissible_commands",)
     replay_metrics = ("success", "subgoal_fraction", "invalid_actions")
     replay_series = ("potential",)
-    default_reward_weights: Mapping[str, float] = {
+    default_reward_weights: ClassVar[Mapping[str, float]] = {
         "outcome": 1.0,
         "format": 1.0,
         "progress": 0.0,
         "meta_reasoning": 1.0,
     }
-    variants: Mapping[str, Mapping[str, Any]] = {
+    variants: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "single-room": {"max_rooms": 1},
         **{short: {"task_types": [short]} for short in TASK_SHORT_NAMES},
         "progress": {"reward_weights": {"progress": 1.0}},

@@ -146,6 +146,9 @@ class World:
         self.visited: set[str] = set()
         self.opened: set[str] = set()
         self.examined: set[str] = set()
+        #: Objects the agent has seen (in an open or open-topped receptacle it was shown).
+        #: Messages name only these, so a guessed name ("cup 1") learns nothing it has not seen.
+        self.seen: set[str] = set()
         self._kinds_of_receptacles: dict[str, list[str]] = {}
         for rec in receptacles.values():
             self._kinds_of_receptacles.setdefault(rec.kind, []).append(rec.name)
@@ -171,6 +174,7 @@ class World:
     def contents_text(self, rec: Receptacle) -> str:
         if not rec.accessible:
             return f"The {rec.name} is closed."
+        self.seen.update(rec.contents)
         things = list_things(rec.contents)
         if rec.openable:
             return f"The {rec.name} is open. In it, you see {things}."
@@ -278,10 +282,13 @@ class World:
             raise InvalidAction(
                 f"There are several of those: {', '.join(same_kind)}. Name one, e.g. {same_kind[0]}."
             )
-        if name in self.items or name in self.catalog.objects or name in self.catalog.lamps:
+        if name in self.seen or name in self.catalog.objects or name in self.catalog.lamps:
             raise InvalidAction(f"The {name} is an object, not a place to go to or put things in.")
+        # An unseen object gets the same answer as a name that exists nowhere: true for
+        # both, and it does not confirm that a guessed name exists.
         raise InvalidAction(
-            f"There is no {name!r} in this home. Places here: {', '.join(self.receptacles)}."
+            f"You have not seen a {name!r}, and it is not a place in this home. "
+            f"Places here: {', '.join(self.receptacles)}."
         )
 
     def resolve_item(self, name: str, scope: list[str], where: str) -> Item:
