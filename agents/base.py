@@ -67,10 +67,17 @@ class Chat:
 
 @runtime_checkable
 class Agent(Protocol):
-    """Anything that can act in a :class:`Chat`."""
+    """Anything that can act in a :class:`Chat`.
+
+    ``batched`` tells the chat loop how to drive the agent: a batched agent (a local
+    model) gets one ``act_batch`` call per round for all live episodes; any other agent
+    runs each episode on its own worker, so a slow reply holds up no one. ``close``
+    releases what the agent holds (HTTP clients, engines) when a run is done with it.
+    """
 
     name: str
     model: str | None
+    batched: bool
 
     def act(self, chat: Chat) -> Action:
         """The next action in one conversation."""
@@ -80,18 +87,21 @@ class Agent(Protocol):
         """The next action in each of several conversations (batched where the backend can)."""
         ...
 
+    def close(self) -> None:
+        """Release the agent's resources."""
+        ...
+
 
 class BaseAgent(ABC):
-    """Convenience base: ``act_batch`` calls ``act`` in turn (batched backends override it).
-
-    ``batched`` tells the chat loop how to drive the agent: a batched agent (a local
-    model) gets one ``act_batch`` call per round for all live episodes; any other
-    agent runs each episode on its own worker, so a slow reply holds up no one.
-    """
+    """Convenience base of :class:`Agent`: not batched, ``act_batch`` calls ``act`` in turn
+    (batched backends override both), ``close`` releases nothing."""
 
     name: str = "agent"
     model: str | None = None
     batched: bool = False
+    generation_seconds: float = 0.0
+    """Wall-clock seconds spent generating so far (model agents count it; a trainer reports
+    it apart from env time)."""
 
     @abstractmethod
     def act(self, chat: Chat) -> Action:

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+import yaml
+from pydantic import BaseModel, Field, model_validator
 
 from rounds.agents.loop import EpisodeSpec, Rollout, run_episodes
 from rounds.agents.registry import make_agent
@@ -38,8 +39,12 @@ class EvalConfig(BaseModel):
         default_factory=dict, description="Options for the agent."
     )
     split: str = Field(default="test", description="Task split to evaluate on.")
-    episodes: int | None = Field(default=None, description="Number of tasks with one sample each.")
-    tasks: int | None = Field(default=None, description="Number of tasks (the split's first T).")
+    episodes: int | None = Field(
+        default=None, ge=1, description="Number of tasks with one sample each."
+    )
+    tasks: int | None = Field(
+        default=None, ge=1, description="Number of tasks (the split's first T)."
+    )
     samples_per_task: int = Field(default=1, ge=1, description="Independent episodes per task (K).")
     seed: int = Field(default=0, description="Base seed of env resets and agent sampling.")
     concurrency: int = Field(default=1, ge=1, description="Episodes run at once.")
@@ -47,9 +52,31 @@ class EvalConfig(BaseModel):
         default=60.0, gt=0, description="Env step timeout; the episode is truncated."
     )
 
-    def num_tasks(self) -> int:
+    @model_validator(mode="after")
+    def _one_way_to_count(self) -> EvalConfig:
+        """``episodes`` is shorthand for ``tasks`` with one sample each; both at once, or
+        ``episodes`` with several samples, would leave one of them silently unused."""
+        if self.episodes is not None and self.tasks is not None:
+            raise ValueError(
+                f"episodes={self.episodes} and tasks={self.tasks} both set the number of tasks; "
+                "pass tasks=T (with samples_per_task=K for K episodes per task) or episodes=N "
+                "(one episode per task), not both"
+            )
+        if self.episodes is not None and self.samples_per_task > 1:
+            k = self.samples_per_task
+            raise ValueError(
+                f"episodes={self.episodes} runs one episode per task, but samples_per_task={k} "
+                f"asks for {k}; for {k} episodes of each of {self.episodes} tasks pass "
+                f"tasks={self.episodes} instead of episodes={self.episodes}"
+            )
+        return self
+
+    def num_tasks(self, available: int | None = None) -> int:
+        """Tasks to run: ``tasks`` or ``episodes``, else 10 (or every task of a smaller split)."""
         count = self.tasks if self.tasks is not None else self.episodes
-        return 10 if count is None else count
+        if count is None:
+            return 10 if available is None else min(10, available)
+        return count
 
 
 class RunDirError(Exception):
@@ -66,13 +93,22 @@ def plan_episodes(config: EvalConfig, env: TextEnv) -> list[EpisodeSpec]:
     ids = list(env.task_ids(config.split))
     if not ids:
         raise ValueError(f"split {config.split!r} of {config.env_id} has no tasks")
+    tasks = config.num_tasks(len(ids))
+    if tasks > len(ids):
+        flag = "tasks" if config.tasks is not None else "episodes"
+        raise ValueError(
+            f"{flag}={tasks} is more than the {len(ids)} tasks of the {config.split!r} split of "
+            f"{config.env_id} (tasks are never repeated to make up the number); pass "
+            f"{flag}={len(ids)} for every task"
+            + (", and samples_per_task=K for K episodes per task" if flag == "tasks" else "")
+        )
     specs = []
-    for t in range(config.num_tasks()):
+    for t in range(tasks):
         for k in range(config.samples_per_task):
             slot = t * config.samples_per_task + k
             specs.append(
                 EpisodeSpec(
-                    task_id=ids[t % len(ids)],
+                    task_id=ids[t],
                     seed=config.seed + slot,
                     agent_seed=_agent_seed(config.seed, slot),
                     meta={"slot": slot, "sample": k},
@@ -92,6 +128,40 @@ _SAME_ON_RESUME = (
 )
 
 
+def _saved_config(run: RunDir) -> dict[str, Any]:
+    """The run's ``config.yaml``, strictly: a resume that cannot read what the saved
+    episodes were run with cannot check that new ones match them."""
+    path = run.config_path
+    if not path.exists():
+        raise RunDirError(
+            f"cannot resume {run.path}: it holds episodes but no config.yaml, so nothing says "
+            "which agent and settings produced them; start a new run with another --out directory."
+        )
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise RunDirError(
+            f"cannot resume {run.path}: its config.yaml is unreadable ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else err!r}), so the saved episodes cannot be "
+            "checked against this run's settings; restore config.yaml or use another --out directory."
+        ) from err
+    missing = [k for k in _SAME_ON_RESUME if not isinstance(saved, dict) or k not in saved]
+    if missing:
+        raise RunDirError(
+            f"cannot resume {run.path}: its config.yaml lacks {', '.join(missing)}, so the saved "
+            "episodes cannot be checked against this run's settings; restore config.yaml or use "
+            "another --out directory."
+        )
+    assert isinstance(saved, dict)
+    return saved
+
+
+def _resume_conflicts(run: RunDir, config: EvalConfig) -> list[str]:
+    """Every setting that differs from the saved run, as ``name: saved -> now``."""
+    saved, now = _saved_config(run), config.model_dump(mode="json")
+    return [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in _SAME_ON_RESUME if saved[k] != now[k]]
+
+
 def evaluate(
     config: EvalConfig,
     out: str | Path,
@@ -108,22 +178,28 @@ def evaluate(
                 f"{run.path} already holds episodes. Pass --resume to continue that run, "
                 "or choose another --out directory."
             )
-        previous = run.read_config()
-        changed = [
-            k
-            for k in _SAME_ON_RESUME
-            if k in previous and previous[k] != config.model_dump(mode="json")[k]
-        ]
+        changed = _resume_conflicts(run, config)
         if changed:
             raise RunDirError(
-                f"cannot resume {run.path}: {', '.join(changed)} differ from the saved config.yaml; "
-                "use the same settings or another --out directory."
+                f"cannot resume {run.path}: this run's settings differ from its saved config.yaml "
+                f"({'; '.join(changed)}); use the same settings, or another --out directory."
             )
-        done = {int(e.meta["slot"]) for e in run.episodes() if "slot" in e.meta}
+        saved = list(run.episodes())
+        strangers = sorted(
+            {f"{e.env_id} / {e.agent}" for e in saved} - {f"{config.env_id} / {config.agent}"}
+        )
+        if strangers:
+            raise RunDirError(
+                f"cannot resume {run.path}: episodes.jsonl holds episodes of {', '.join(strangers)} "
+                f"(env / agent), not only of {config.env_id} / {config.agent}; use another --out "
+                "directory."
+            )
+        done = {int(e.meta["slot"]) for e in saved if "slot" in e.meta}
     run.write_config(config)
 
     env: TextEnv = make(config.env_id, split=config.split, **config.env_kwargs).unwrapped  # type: ignore[assignment]
-    specs = [s for s in plan_episodes(config, env) if s.meta["slot"] not in done]
+    planned = plan_episodes(config, env)
+    specs = [s for s in planned if s.meta["slot"] not in done]
     derived = dict(env.derived_metrics)
     agent = make_agent(config.agent, env, **config.agent_options)
     env.close()
@@ -141,9 +217,7 @@ def evaluate(
                 if on_episode is not None:
                     on_episode(rollout)
     finally:
-        close = getattr(agent, "close", None)
-        if callable(close):
-            close()
+        agent.close()
     episodes = list(run.episodes())
     summary = {
         "settings": {
@@ -151,7 +225,7 @@ def evaluate(
             "agent": config.agent,
             "model": config.agent_options.get("model"),
             "split": config.split,
-            "tasks": config.num_tasks(),
+            "tasks": len({s.task_id for s in planned}),
             "samples_per_task": config.samples_per_task,
         },
         **summarize_episodes(episodes, derived=derived, seed=config.seed),

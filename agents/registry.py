@@ -14,6 +14,10 @@ from rounds.text_env import TextEnv
 
 MODEL_AGENTS = ("hf", "vllm", "openai")
 
+#: Model agents that can act with a model object already in memory (``model_obj`` and
+#: ``tokenizer`` options): the ones a trainer can sample its live policy with.
+POLICY_AGENTS = ("hf",)
+
 
 def available_agents(env: TextEnv) -> list[str]:
     """Agent names usable with ``env``: its scripted baselines and the model backends."""

@@ -71,6 +71,14 @@ class GRPOConfig(BaseModel):
         default=4096, ge=16, description="Token budget of a whole episode."
     )
     temperature: float = Field(default=1.0, gt=0.0, description="Sampling temperature of rollouts.")
+    rollout_agent: str = Field(
+        default="hf",
+        description="Agent (registry name) that samples rollouts and evaluations from the live policy.",
+    )
+    rollout_agent_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Further options of the rollout agent (e.g. top_p, top_k for hf).",
+    )
     use_tools: bool = Field(
         default=True,
         description="Render the env's tool specs in the prompt (when the template can).",
@@ -183,16 +191,41 @@ class GRPOConfig(BaseModel):
         default=True, description="Continue from the latest checkpoint in output_dir."
     )
     log_episodes: bool = Field(default=True, description="Append every rollout to episodes.jsonl.")
-    tensorboard: bool = Field(default=False, description="Also log metrics to TensorBoard.")
-    wandb: bool = Field(
-        default=False,
-        description="Also log metrics to Weights & Biases (offline unless WANDB_MODE says otherwise).",
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=list,
+        description="Also log metrics to these trackers (wandb offline unless WANDB_MODE says otherwise).",
     )
+    progress: bool = Field(
+        default=True,
+        description="Show a progress bar (step, reward, success, loss) while training, in Python as in the CLI.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_trackers(cls, data: Any) -> Any:
+        """Configs (and run directories' config.yaml) written before ``report_to`` said
+        ``tensorboard: true`` / ``wandb: true``; they still load, as ``report_to``."""
+        if not isinstance(data, dict) or not {"tensorboard", "wandb"} & set(data):
+            return data
+        data = dict(data)
+        trackers = list(data.get("report_to") or [])
+        for name in ("tensorboard", "wandb"):
+            if data.pop(name, False) and name not in trackers:
+                trackers.append(name)
+        data["report_to"] = trackers
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> GRPOConfig:
+        from rounds.agents.registry import POLICY_AGENTS
+
         if self.max_new_tokens >= self.max_episode_tokens:
             raise ValueError("max_new_tokens must be smaller than max_episode_tokens")
+        if self.rollout_agent not in POLICY_AGENTS:
+            raise ValueError(
+                f"rollout_agent {self.rollout_agent!r} cannot sample from the trainer's live "
+                f"weights; choose one of: {', '.join(POLICY_AGENTS)}"
+            )
         return self
 
     @classmethod

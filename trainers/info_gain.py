@@ -23,7 +23,8 @@ from rounds.agents.loop import Rollout
 
 def turn_contexts(rollout: Rollout) -> list[list[int]]:
     """``context_t`` for each turn: the sequence up to and including turn ``t``'s prompt tokens."""
-    contexts, sequence = [], []
+    contexts: list[list[int]] = []
+    sequence: list[int] = []
     for action in rollout.actions:
         if not action.token_ids:
             break

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rounds.agents.loop import Rollout
 
@@ -65,3 +66,24 @@ def build_sequence(rollout: Rollout, turn_advantages: Sequence[float]) -> TrainS
         advantages += [advantage if m else 0.0 for m in sampled]
         turns += [t] * len(action.token_ids)
     return TrainSequence(ids, mask, logprobs, advantages, turns)
+
+
+def collate(sequences: Sequence[TrainSequence], *, pad_id: int, device: Any) -> dict[str, Any]:
+    """A right-padded micro-batch: ``input_ids``, ``attention_mask``, ``loss_mask``,
+    ``old_logprobs`` and ``advantages`` as ``(batch, width)`` tensors on ``device``."""
+    import torch
+
+    width = max(len(s.input_ids) for s in sequences)
+
+    def padded(rows: list[list[Any]], value: Any, dtype: torch.dtype) -> torch.Tensor:
+        return torch.tensor(
+            [r + [value] * (width - len(r)) for r in rows], dtype=dtype, device=device
+        )
+
+    return {
+        "input_ids": padded([s.input_ids for s in sequences], pad_id, torch.long),
+        "attention_mask": padded([[1] * len(s.input_ids) for s in sequences], 0, torch.long),
+        "loss_mask": padded([s.loss_mask for s in sequences], 0, torch.float),
+        "old_logprobs": padded([s.old_logprobs for s in sequences], 0.0, torch.float),
+        "advantages": padded([s.advantages for s in sequences], 0.0, torch.float),
+    }

@@ -10,59 +10,48 @@ Each training step reads top to bottom:
    episodes' token sequences;
 5. :meth:`GRPOTrainer.log` and :meth:`GRPOTrainer.checkpoint`.
 
+The parts live beside it: the policy's loading (``policy``), the step's episodes and
+seeds (``rollout``), shaping and information gain (``scoring``), the advantage
+estimators (``advantages``), the loss (``loss``), metrics and trackers
+(``metrics``), held-out evaluation (``evaluation``), checkpoints and the resume check
+(``checkpoint``, ``resume``) and the progress display (``progress``).
+
 All randomness of step ``s`` is seeded from ``(seed, s)``, so a run resumed from a
 checkpoint continues exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
 import time
-import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rounds.agents.base import BaseAgent
 from rounds.agents.loop import EpisodeSpec, Rollout, run_episodes
-from rounds.records import Episode
+from rounds.agents.recording import unwrap_text_env
+from rounds.agents.registry import make_agent
 from rounds.registration import make
-from rounds.shaping import ShapedEpisode
-from rounds.stats import pass_at_k
 from rounds.storage import RunDir
-from rounds.trainers.advantages import outcome_advantages, step_group_advantages, turn_advantages
-from rounds.trainers.checkpoint import (
-    latest_checkpoint,
-    read_state,
-    save_checkpoint,
-    trim_after,
-)
+from rounds.trainers.advantages import group_advantages
+from rounds.trainers.checkpoint import latest_checkpoint, read_state, save_checkpoint, trim_after
 from rounds.trainers.config import GRPOConfig
-from rounds.trainers.info_gain import answer_logprobs, information_gains, turn_contexts
+from rounds.trainers.evaluation import config_env_kwargs, evaluation_metrics, plan_evaluation
 from rounds.trainers.loss import ppo_clip_loss, token_logprobs
-from rounds.trainers.sequences import TrainSequence, build_sequence, has_tokens
+from rounds.trainers.metrics import MetricTrackers, step_metrics
+from rounds.trainers.policy import autocast_dtype, load_policy, resolve_device
+from rounds.trainers.progress import TrainingProgress
+from rounds.trainers.resume import check_resume
+from rounds.trainers.rollout import group_by_task, step_episodes
+from rounds.trainers.scoring import Scored, add_information_gain, shape_group
+from rounds.trainers.sequences import TrainSequence, build_sequence, collate, has_tokens
 
-
-def step_seed(*parts: object) -> int:
-    """A 31-bit seed from ``parts``, stable across processes."""
-    return zlib.crc32("\x1f".join(str(p) for p in parts).encode()) & 0x7FFFFFFF
-
-
-@dataclass
-class Scored:
-    """One episode after shaping: its return, outcome and per-turn rewards."""
-
-    rollout: Rollout
-    shaped: ShapedEpisode
-    turn_rewards: list[float]
-    info_gains: list[float] = field(default_factory=list)
-
-    @property
-    def total(self) -> float:
-        return self.shaped.outcome + float(sum(self.turn_rewards))
+if TYPE_CHECKING:
+    import gymnasium as gym
+    from rich.console import Console
 
 
 class GRPOTrainer:
@@ -74,8 +63,13 @@ class GRPOTrainer:
         env_id: overrides ``config.env_id``.
         config: every setting; see :class:`GRPOConfig`.
         tokenizer: with a loaded model.
-        on_step: called with each step's metrics (the CLI's progress display).
+        on_step: called with each step's metrics.
         on_warm_start: called with each warm-start epoch and its loss.
+        console: where the progress bar is drawn (``config.progress``); default stdout.
+
+    Raises:
+        ValueError: bad settings, an env without tasks, or a resume with settings that
+            change the run (:class:`~rounds.trainers.resume.ResumeError`).
     """
 
     def __init__(
@@ -87,6 +81,7 @@ class GRPOTrainer:
         tokenizer: Any = None,
         on_step: Callable[[dict[str, Any]], None] | None = None,
         on_warm_start: Callable[[int, float], None] | None = None,
+        console: Console | None = None,
     ) -> None:
         import torch
 
@@ -98,23 +93,47 @@ class GRPOTrainer:
             updates["model"] = model
         if env_id is not None:
             updates["env_id"] = env_id
-        self.config = (config or GRPOConfig()).model_copy(update=updates)
-        config = self.config
+        self.config = config = (config or GRPOConfig()).model_copy(update=updates)
+        if updates:
+            self.config = config = GRPOConfig.model_validate(config.model_dump())
         self.on_step = on_step
         self.on_warm_start = on_warm_start
-        self.device = self._device(config.device)
+        self.console = console
+        #: The display of the running ``train()`` call (None outside it).
+        self.progress: TrainingProgress | None = None
         self.run = RunDir(config.output_dir)
         self.checkpoints = self.run.checkpoints_path
         resume_from = latest_checkpoint(self.checkpoints) if config.resume else None
+        if resume_from is not None:
+            check_resume(config, self.run.config_path, resume_from)
+        #: Whether the weights come from a checkpoint (then any warm start is in them).
+        self.resumed = resume_from is not None
         self.start_step = int(read_state(resume_from)["step"]) if resume_from is not None else 0
 
+        self.env_kwargs = config_env_kwargs(config)
+        probe = self.make_env()
+        self.env = unwrap_text_env(probe)
+        self.task_ids = list(self.env.task_ids(config.split))
+        probe.close()
+        if not self.task_ids:
+            raise ValueError(f"{config.env_id} has no tasks in split {config.split!r}")
+
+        self.device = resolve_device(config.device)
+        self.autocast = autocast_dtype(config.bf16, self.device)
         torch.manual_seed(config.seed)
-        self.autocast = self._autocast_dtype(config.bf16)
-        self.policy, self.tokenizer, self.reference = self._load_policy(
-            model, tokenizer, resume_from
+        policy = load_policy(
+            config,
+            None if isinstance(model, str) else model,
+            tokenizer,
+            resume_from,
+            device=self.device,
+            autocast=self.autocast,
         )
-        if config.gradient_checkpointing:
-            self.policy.gradient_checkpointing_enable()
+        self.policy, self.tokenizer, self.reference = (
+            policy.model,
+            policy.tokenizer,
+            policy.reference,
+        )
         params = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             params, lr=config.learning_rate, weight_decay=config.weight_decay
@@ -136,151 +155,42 @@ class GRPOTrainer:
                 self.start_step,
                 lambda row: (row.get("meta") or {}).get("step"),
             )
-        #: Whether the weights come from a checkpoint (then any warm start is in them).
-        self.resumed = resume_from is not None
-
-        self.env_kwargs = dict(config.env_kwargs)
-        if config.max_turns is not None:
-            self.env_kwargs["max_turns"] = config.max_turns
-        probe = make(config.env_id, split=config.split, **self.env_kwargs)
-        self.task_ids = probe.unwrapped.task_ids(config.split)
-        probe.close()
-        if len(self.task_ids) == 0:
-            raise ValueError(f"{config.env_id} has no tasks in split {config.split!r}")
-        if resume_from is None:
+        else:
             # Starting over (the settings checked above): rows and checkpoints of an earlier
             # run here, or of one killed before its first checkpoint, are not this run's.
             self.run.clear()
         self.run.write_config({"kind": "train", **config.model_dump(mode="json")})
-        self._loggers = self._external_loggers()
-
-    # ------------------------------------------------------------------ setup
-
-    @staticmethod
-    def _device(choice: str) -> str:
-        import torch
-
-        if choice == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return choice
-
-    def _autocast_dtype(self, bf16: bool | str) -> Any:
-        import torch
-
-        wanted = bf16 is True or (bf16 == "auto" and self.device.startswith("cuda"))
-        if wanted and self.device.startswith("cuda") and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        if bf16 is True and not self.device.startswith("cuda"):
-            raise ValueError(
-                "bf16=True needs a CUDA GPU; use bf16='auto' to train in float32 on CPU"
-            )
-        return None
-
-    def _load_policy(
-        self, model: Any, tokenizer: Any, checkpoint: Path | None
-    ) -> tuple[Any, Any, Any]:
-        """The policy (from ``checkpoint`` when resuming), its tokenizer, and the frozen KL
-        reference: the initial policy, also on resume.
-
-        Trained weights are float32 whatever their stored dtype (a model passed in is
-        converted in place): AdamW steps on bf16 weights mostly round away, so bf16 is
-        used only through autocast. Frozen weights (the reference, a LoRA base) are bf16
-        when training in bf16; peft keeps adapters in float32.
-        """
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        from rounds.models import resolve_model
-
-        hf_logging.disable_progress_bar()
-        config = self.config
-        frozen_dtype = self.autocast or torch.float32  # weights no optimizer steps
-
-        def load(source: Any, dtype: Any) -> Any:
-            return AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-
-        loaded = model is not None and not isinstance(model, str)
-        if loaded:
-            if tokenizer is None:
-                raise ValueError("pass tokenizer= together with a loaded model")
-            if config.lora is None:
-                model.float()  # in place: the master weights must be float32
-        else:
-            source = resolve_model(config.model)
-            tokenizer = AutoTokenizer.from_pretrained(source)
-        reference = None
-        if config.kl_coef > 0 and config.lora is None:
-            reference = (
-                copy.deepcopy(model).to(dtype=frozen_dtype)
-                if loaded
-                else load(source, frozen_dtype)
-            )
-            reference = reference.eval().to(self.device)
-            for parameter in reference.parameters():
-                parameter.requires_grad_(False)
-        if config.lora is not None:
-            from peft import LoraConfig, PeftModel, get_peft_model
-
-            base = model if loaded else load(source, frozen_dtype)
-            if checkpoint is not None:
-                policy = PeftModel.from_pretrained(base, checkpoint / "model", is_trainable=True)
-            else:
-                lora = config.lora
-                policy = get_peft_model(
-                    base,
-                    LoraConfig(
-                        r=lora.r,
-                        lora_alpha=lora.alpha,
-                        lora_dropout=lora.dropout,
-                        target_modules=lora.target_modules,
-                    ),
-                )
-        elif checkpoint is not None:
-            saved = load(checkpoint / "model", torch.float32)
-            if loaded:
-                model.load_state_dict(saved.state_dict())
-            policy = model if loaded else saved
-        else:
-            policy = model if loaded else load(source, torch.float32)
-        return policy.to(self.device), tokenizer, reference
-
-    def _external_loggers(self) -> list[Any]:
-        loggers: list[Any] = []
-        if self.config.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as err:
-                raise ImportError(
-                    "tensorboard=True needs the tensorboard package: pip install tensorboard"
-                ) from err
-            loggers.append(SummaryWriter(log_dir=str(self.run.path / "tensorboard")))
-        if self.config.wandb:
-            try:
-                import wandb
-            except ImportError as err:
-                raise ImportError("wandb=True needs the wandb package: pip install wandb") from err
-            loggers.append(
-                wandb.init(
-                    project="rounds",
-                    dir=str(self.run.path),
-                    config=self.config.model_dump(mode="json"),
-                )
-            )
-        return loggers
+        self.trackers = MetricTrackers(
+            config.report_to, self.run.path, config.model_dump(mode="json")
+        )
 
     # ------------------------------------------------------------------ the loop
 
     def train(self) -> dict[str, Any]:
-        """Warm-start if configured (a new run only), then run the remaining steps; returns the
-        last step's metrics."""
+        """Warm-start if configured (a new run only), then run the remaining steps, showing
+        progress; returns the last step's metrics."""
+        config = self.config
         metrics: dict[str, Any] = {}
-        if self.config.warm_start is not None and not self.resumed:
-            self.warm_start()
-        for step in range(self.start_step, self.config.steps):
-            metrics = self.train_step(step)
-        for logger in self._loggers:
-            logger.close() if hasattr(logger, "close") else logger.finish()
+        with TrainingProgress(
+            config.steps, self.start_step, show=config.progress, console=self.console
+        ) as progress:
+            self.progress = progress
+            if self.start_step:
+                progress.note(
+                    f"Resuming from step {self.start_step} (checkpoint in {self.checkpoints})."
+                )
+            if config.warm_start is not None and not self.resumed:
+                progress.note(
+                    f"Warm start: cloning the env's '{config.warm_start.policy}' baseline on "
+                    f"{config.warm_start.episodes} episodes before GRPO."
+                )
+                self.warm_start()
+            try:
+                for step in range(self.start_step, config.steps):
+                    metrics = self.train_step(step)
+            finally:
+                self.progress = None
+                self.trackers.close()
         return metrics
 
     def train_step(self, step: int) -> dict[str, Any]:
@@ -293,9 +203,16 @@ class GRPOTrainer:
         update_stats = self.update(sequences, step)
         timing["time_update"] = time.perf_counter() - update_started
         timing["time_step"] = time.perf_counter() - started
-        metrics = self.metrics(step, scored, advantage_stats, update_stats, timing)
+        metrics = step_metrics(
+            step,
+            scored,
+            group_size=self.config.group_size,
+            advantage_stats=advantage_stats,
+            update_stats=update_stats,
+            timing=timing,
+        )
         if self.config.eval_every and (step + 1) % self.config.eval_every == 0:
-            metrics.update(self.evaluate(step))
+            metrics.update(self.evaluate())
         self.log(step, metrics, scored)
         self.checkpoint(step)
         return metrics
@@ -308,7 +225,8 @@ class GRPOTrainer:
         from rounds.trainers.warm_start import clone, clone_sequence, collect
 
         settings = self.config.warm_start
-        assert settings is not None
+        if settings is None:
+            raise ValueError("warm_start() needs config.warm_start (the baseline to clone)")
         started = time.perf_counter()
         rollouts = collect(
             self.make_env,
@@ -318,18 +236,22 @@ class GRPOTrainer:
             self.config.seed,
             self.task_ids,
         )
-        probe = self.make_env()
-        tools = probe.unwrapped.tools
-        probe.close()
         tokens = ConversationTokens(
             self.tokenizer, max_context_tokens=self.config.max_episode_tokens
         )
-        sequences = [clone_sequence(r, tokens, tools) for r in rollouts]
+        sequences = [clone_sequence(r, tokens, self.env) for r in rollouts]
         sequences = [
             s
             for s in sequences
             if s.input_ids and len(s.input_ids) <= self.config.max_episode_tokens
         ]
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            if self.progress is not None:
+                self.progress.warm_start_epoch(epoch, settings.epochs, loss)
+            if self.on_warm_start is not None:
+                self.on_warm_start(epoch, loss)
+
         losses = clone(
             self.policy,
             sequences,
@@ -339,7 +261,7 @@ class GRPOTrainer:
             pad_id=int(self.tokenizer.pad_token_id),
             device=self.device,
             seed=self.config.seed,
-            on_epoch=self.on_warm_start,
+            on_epoch=on_epoch,
         )
         with self.run.metrics_writer() as writer:
             for epoch, loss in enumerate(losses):
@@ -359,33 +281,44 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ 1. rollout
 
-    def make_env(self) -> Any:
-        return make(self.config.env_id, split=self.config.split, **self.env_kwargs)
+    def make_env(self, split: str | None = None) -> gym.Env[str, str]:
+        """One env of the run (its ``env_kwargs`` and ``max_turns``) on ``split`` (default: the
+        training split)."""
+        return make(self.config.env_id, split=split or self.config.split, **self.env_kwargs)
+
+    def rollout_agent(self, seed: int) -> BaseAgent:
+        """The rollout agent of ``config.rollout_agent``, sampling from the live policy."""
+        config = self.config
+        agent = make_agent(
+            config.rollout_agent,
+            self.env,
+            **{
+                "model": config.model,
+                "model_obj": self.policy,
+                "tokenizer": self.tokenizer,
+                "device": self.device,
+                "max_new_tokens": config.max_new_tokens,
+                "temperature": config.temperature,
+                "max_context_tokens": config.max_episode_tokens,
+                "max_episode_tokens": config.max_episode_tokens,
+                "seed": seed,
+                "use_tools": config.use_tools,
+                "timeout_s": config.generation_timeout_s,
+                **config.rollout_agent_options,
+            },
+        )
+        return agent
 
     def play(self, specs: list[EpisodeSpec], split: str, seed: int) -> tuple[list[Rollout], float]:
         """Run ``specs`` with the current policy (one generation batch); returns the rollouts
         and the seconds spent generating."""
-        from rounds.agents.hf import HFAgent
-
         config = self.config
-        agent = HFAgent(
-            model_obj=self.policy,
-            tokenizer=self.tokenizer,
-            device=self.device,
-            max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            max_context_tokens=config.max_episode_tokens,
-            max_episode_tokens=config.max_episode_tokens,
-            seed=seed,
-            use_tools=config.use_tools,
-            timeout_s=config.generation_timeout_s,
-        )
-        agent.model = config.model
+        agent = self.rollout_agent(seed)
         self.policy.eval()
         try:
             rollouts = list(
                 run_episodes(
-                    lambda: make(config.env_id, split=split, **self.env_kwargs),
+                    lambda: self.make_env(split),
                     agent,
                     specs,
                     env_id=config.env_id,
@@ -396,85 +329,39 @@ class GRPOTrainer:
             )
         finally:
             self.policy.train()
+            agent.close()
         return rollouts, agent.generation_seconds
 
     def rollout(self, step: int) -> tuple[list[list[Rollout]], dict[str, float]]:
         """G episodes of each of the step's tasks, grouped by task (in a fixed order)."""
-
         config = self.config
-        rng = np.random.default_rng([config.seed, step])
-        count = len(self.task_ids)
-        picks = rng.choice(count, size=config.tasks_per_step, replace=count < config.tasks_per_step)
-        specs = [
-            EpisodeSpec(
-                task_id=str(self.task_ids[int(task)]),
-                seed=step_seed(config.seed, step, g),  # a group shares the task and its env seed
-                agent_seed=step_seed("agent", config.seed, step, g, k),
-                meta={"step": step, "group": g, "member": k},
-            )
-            for g, task in enumerate(picks)
-            for k in range(config.group_size)
-        ]
+        specs, sampling_seed = step_episodes(config, self.task_ids, step)
         started = time.perf_counter()
-        rollouts, generation = self.play(
-            specs, config.split, step_seed("sample", config.seed, step)
-        )
+        rollouts, generation = self.play(specs, config.split, sampling_seed)
         elapsed = time.perf_counter() - started
-        rollouts.sort(key=lambda r: (r.episode.meta["group"], r.episode.meta["member"]))
-        groups: list[list[Rollout]] = [[] for _ in range(config.tasks_per_step)]
-        for rollout in rollouts:
-            groups[int(rollout.episode.meta["group"])].append(rollout)
         env_time = sum(
             float(t.info.get("env_latency_s", 0.0)) for r in rollouts for t in r.episode.turns
         )
-        return groups, {
+        return group_by_task(rollouts, config.tasks_per_step), {
             "time_rollout": elapsed,
             "time_generation": generation,
             "time_env": env_time,
         }
 
-    def evaluate(self, step: int) -> dict[str, float]:
-        """Held-out evaluation with the current policy: K samples of the eval split's first T tasks.
-
-        Returns ``eval/``-prefixed metrics: success, pass@k for k = 1, 2, 4, ... K, and the
-        answer-level entropy where the env reports final answers.
-        """
-        from rounds.stats import answer_entropy, final_answer, powers_of_two
-
+    def evaluate(self) -> dict[str, float]:
+        """Held-out evaluation with the current policy, planned and summarised as ``rounds eval``
+        does (see :mod:`rounds.trainers.evaluation`); returns ``eval/``-prefixed metrics."""
         config = self.config
         started = time.perf_counter()
-        probe = make(config.env_id, split=config.eval_split, **self.env_kwargs)
-        ids = probe.unwrapped.task_ids(config.eval_split)
+        probe = self.make_env(config.eval_split)
+        env = unwrap_text_env(probe)
+        specs = plan_evaluation(config, env)
+        derived = dict(env.derived_metrics)
         probe.close()
-        k_samples = config.eval_samples_per_task
-        specs = [
-            EpisodeSpec(
-                task_id=str(ids[t % len(ids)]),
-                seed=step_seed("eval", config.seed, t),
-                agent_seed=step_seed("eval-agent", config.seed, step, t, k),
-                meta={"task": t},
-            )
-            for t in range(config.eval_tasks)
-            for k in range(k_samples)
-        ]
-        rollouts, _ = self.play(
-            specs, config.eval_split, step_seed("eval-sample", config.seed, step)
+        rollouts, _ = self.play(specs, config.eval_split, config.seed)
+        result = evaluation_metrics(
+            [r.episode for r in rollouts], derived=derived, seed=config.seed
         )
-        by_task: dict[int, list[Episode]] = {}
-        for rollout in rollouts:
-            by_task.setdefault(int(rollout.episode.meta["task"]), []).append(rollout.episode)
-        successes = [[float(e.success) for e in group] for group in by_task.values()]
-        result = {"eval/success": float(np.mean([s for group in successes for s in group]))}
-        for k in powers_of_two(k_samples):
-            result[f"eval/pass@{k}"] = float(
-                np.mean([pass_at_k(len(s), int(sum(s)), k) for s in successes])
-            )
-        answers = [
-            [a for a in (final_answer(e) for e in group) if a is not None]
-            for group in by_task.values()
-        ]
-        if any(answers):
-            result["eval/answer_entropy"] = float(np.mean([answer_entropy(a) for a in answers]))
         result["time_eval"] = time.perf_counter() - started
         return result
 
@@ -483,29 +370,16 @@ class GRPOTrainer:
     def score(self, group: list[Rollout]) -> list[Scored]:
         """Shape each episode's rewards; add the policy's information gain per turn (IGPO)."""
         config = self.config
-        scored = []
-        for rollout in group:
-            shaped = config.shaping.shape(rollout.episode)
-            scored.append(Scored(rollout, shaped, list(shaped.turn_rewards)))
+        scored = shape_group(group, config.shaping)
         if config.info_gain_weight > 0:
-            for item in scored:
-                answer = (item.rollout.episode.meta.get("reset_info") or {}).get("answer")
-                contexts = turn_contexts(item.rollout)
-                if not answer or not contexts or not has_tokens(item.rollout):
-                    continue
-                answer_ids = self.tokenizer(str(answer), add_special_tokens=False).input_ids
-                self.policy.eval()
-                logps = answer_logprobs(
-                    self.policy,
-                    contexts,
-                    answer_ids,
-                    pad_id=int(self.tokenizer.pad_token_id),
-                    temperature=config.temperature,
-                )
-                self.policy.train()
-                item.info_gains = information_gains(logps, kind=config.info_gain_kind)
-                for t, gain in enumerate(item.info_gains):
-                    item.turn_rewards[t] += config.info_gain_weight * gain
+            add_information_gain(
+                scored,
+                self.policy,
+                self.tokenizer,
+                weight=config.info_gain_weight,
+                kind=config.info_gain_kind,
+                temperature=config.temperature,
+            )
         return scored
 
     # ------------------------------------------------------------------ 3. advantages
@@ -513,7 +387,8 @@ class GRPOTrainer:
     def advantages(
         self, groups: list[list[Scored]]
     ) -> tuple[list[TrainSequence], dict[str, float]]:
-        """Per-turn advantages for every trainable episode, and the step's advantage statistics."""
+        """Per-turn advantages (written into each turn's record) and the training sequences of
+        every trainable episode, with the step's advantage statistics."""
         config = self.config
         sequences: list[TrainSequence] = []
         zero_variance = untrainable = 0
@@ -523,31 +398,16 @@ class GRPOTrainer:
             if config.filter_zero_variance and np.allclose(returns, returns[0]):
                 zero_variance += 1
                 continue
-            if config.advantage == "outcome":
-                episode_advantages = outcome_advantages(returns, scale_by_std=config.scale_by_std)
-                per_turn = [
-                    np.full(len(item.turn_rewards), a)
-                    for item, a in zip(group, episode_advantages, strict=True)
-                ]
-            else:
-                per_turn = turn_advantages(
-                    [item.turn_rewards for item in group],
-                    [item.shaped.outcome for item in group],
-                    gamma=config.gamma,
-                    normalization=config.turn_normalization,
-                    scale_by_std=config.scale_by_std,
-                )
-            if config.step_group_weight > 0:
-                step_advantages = step_group_advantages(
-                    [[t.observation for t in item.rollout.episode.turns] for item in group],
-                    [item.turn_rewards for item in group],
-                    [item.shaped.outcome for item in group],
-                    gamma=config.gamma,
-                )
-                per_turn = [
-                    a + config.step_group_weight * s
-                    for a, s in zip(per_turn, step_advantages, strict=True)
-                ]
+            per_turn = group_advantages(
+                [item.turn_rewards for item in group],
+                [item.shaped.outcome for item in group],
+                [[t.observation for t in item.rollout.episode.turns] for item in group],
+                estimator=config.advantage,
+                scale_by_std=config.scale_by_std,
+                gamma=config.gamma,
+                turn_normalization=config.turn_normalization,
+                step_group_weight=config.step_group_weight,
+            )
             for item, advantages in zip(group, per_turn, strict=True):
                 for turn, advantage in zip(item.rollout.episode.turns, advantages, strict=False):
                     turn.advantage = float(advantage)
@@ -567,91 +427,38 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ 4. update
 
-    def _collate(self, sequences: list[TrainSequence]) -> dict[str, Any]:
-        import torch
-
-        pad = int(self.tokenizer.pad_token_id)
-        width = max(len(s.input_ids) for s in sequences)
-
-        def padded(rows: list[list[Any]], value: Any, dtype: Any) -> Any:
-            return torch.tensor(
-                [r + [value] * (width - len(r)) for r in rows], dtype=dtype, device=self.device
-            )
-
-        return {
-            "input_ids": padded([s.input_ids for s in sequences], pad, torch.long),
-            "attention_mask": padded([[1] * len(s.input_ids) for s in sequences], 0, torch.long),
-            "loss_mask": padded([s.loss_mask for s in sequences], 0, torch.float),
-            "old_logprobs": padded([s.old_logprobs for s in sequences], 0.0, torch.float),
-            "advantages": padded([s.advantages for s in sequences], 0.0, torch.float),
-        }
-
     def update(self, sequences: list[TrainSequence], step: int) -> dict[str, float]:
-        """``epochs`` passes of the clipped objective over the step's sequences, one optimizer step each."""
-        import contextlib
-
+        """``epochs`` passes of the clipped objective over the step's sequences, one optimizer
+        step each; a non-finite loss or gradient skips the pass's step."""
         import torch
 
         config = self.config
-        totals = {
-            "loss": 0.0,
-            "policy_loss": 0.0,
-            "kl": 0.0,
-            "entropy": 0.0,
-            "clipped": 0.0,
-            "ratio": 0.0,
-        }
+        totals = dict.fromkeys(("loss", "policy_loss", "kl", "entropy", "clipped", "ratio"), 0.0)
         tokens = float(sum(sum(s.loss_mask) for s in sequences))
         result = {
             "tokens_trained": tokens,
             "grad_norm": 0.0,
             "skipped_nonfinite": 0.0,
-            "learning_rate": self.scheduler.get_last_lr()[0],
+            "learning_rate": float(self.scheduler.get_last_lr()[0]),
         }
         if not sequences or tokens == 0:
             return {**result, **dict.fromkeys(totals, 0.0), "clip_fraction": 0.0}
         params = [p for p in self.policy.parameters() if p.requires_grad]
+        pad = int(self.tokenizer.pad_token_id)
         for epoch in range(config.epochs):
             order = np.random.default_rng([config.seed, step, epoch]).permutation(len(sequences))
             finite = True
             for start in range(0, len(order), config.micro_batch_size):
-                batch = self._collate(
-                    [sequences[i] for i in order[start : start + config.micro_batch_size]]
+                batch = collate(
+                    [sequences[i] for i in order[start : start + config.micro_batch_size]],
+                    pad_id=pad,
+                    device=self.device,
                 )
-                autocast = (
-                    torch.autocast(device_type="cuda", dtype=self.autocast)
-                    if self.autocast is not None
-                    else contextlib.nullcontext()
-                )
-                with autocast:
-                    logprobs, entropy = token_logprobs(
-                        self.policy,
-                        batch["input_ids"],
-                        batch["attention_mask"],
-                        config.temperature,
-                        entropy=True,
-                        entropy_grad=config.entropy_coef != 0,
-                    )
-                    ref = None
-                    if config.kl_coef > 0:
-                        ref = self._reference_logprobs(batch)
-                    loss, stats = ppo_clip_loss(
-                        logprobs,
-                        batch["old_logprobs"][:, 1:],
-                        batch["advantages"][:, 1:],
-                        batch["loss_mask"][:, 1:],
-                        clip_low=config.clip_low,
-                        clip_high=config.clip_high,
-                        normalizer=tokens,
-                        ref_logprobs=ref,
-                        kl_coef=config.kl_coef,
-                        entropy=entropy,
-                        entropy_coef=config.entropy_coef,
-                    )
+                loss, stats = self._micro_batch_loss(batch, tokens)
                 if not torch.isfinite(loss):
                     finite = False
                     break
-                loss.backward()
+                torch.autograd.backward(loss)
                 totals["loss"] += float(loss.detach()) / config.epochs
                 for key, value in (
                     ("policy_loss", stats.policy_loss),
@@ -660,7 +467,7 @@ class GRPOTrainer:
                     ("clipped", stats.clipped),
                     ("ratio", stats.ratio),
                 ):
-                    totals[key] += value / tokens / config.epochs
+                    totals[key] += float(value) / tokens / config.epochs
             grad_norm = (
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
                 if finite
@@ -673,7 +480,8 @@ class GRPOTrainer:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             result["grad_norm"] = float(grad_norm)
-        self.scheduler.step()
+        if result["skipped_nonfinite"] < config.epochs:
+            self.scheduler.step()  # the schedule counts optimizer steps taken
         return {
             **result,
             "loss": totals["loss"],
@@ -684,15 +492,49 @@ class GRPOTrainer:
             "ratio_mean": totals["ratio"],
         }
 
+    def _micro_batch_loss(self, batch: dict[str, Any], tokens: float) -> tuple[Any, Any]:
+        """The clipped loss of one micro-batch (normalised by the step's ``tokens``), under
+        bf16 autocast when training in bf16."""
+        import torch
+
+        config = self.config
+        autocast = (
+            torch.autocast(device_type="cuda", dtype=self.autocast)
+            if self.autocast is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            logprobs, entropy = token_logprobs(
+                self.policy,
+                batch["input_ids"],
+                batch["attention_mask"],
+                config.temperature,
+                entropy=True,
+                entropy_grad=config.entropy_coef != 0,
+            )
+            ref = self._reference_logprobs(batch) if config.kl_coef > 0 else None
+            return ppo_clip_loss(
+                logprobs,
+                batch["old_logprobs"][:, 1:],
+                batch["advantages"][:, 1:],
+                batch["loss_mask"][:, 1:],
+                clip_low=config.clip_low,
+                clip_high=config.clip_high,
+                normalizer=tokens,
+                ref_logprobs=ref,
+                kl_coef=config.kl_coef,
+                entropy=entropy,
+                entropy_coef=config.entropy_coef,
+            )
+
     def _reference_logprobs(self, batch: dict[str, Any]) -> Any:
         """Log-probs under the frozen reference: the initial policy, or the LoRA base."""
-        import contextlib
-
         import torch
 
         frozen = self.reference is not None
         model = self.reference if frozen else self.policy
-        with torch.no_grad(), contextlib.nullcontext() if frozen else self.policy.disable_adapter():
+        adapter_off = contextlib.nullcontext() if frozen else self.policy.disable_adapter()
+        with torch.no_grad(), adapter_off:
             ref, _ = token_logprobs(
                 model, batch["input_ids"], batch["attention_mask"], self.config.temperature
             )
@@ -700,79 +542,19 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ 5. log and checkpoint
 
-    def metrics(
-        self,
-        step: int,
-        groups: list[list[Scored]],
-        advantage_stats: dict[str, float],
-        update_stats: dict[str, float],
-        timing: dict[str, float],
-    ) -> dict[str, Any]:
-        episodes = [item.rollout.episode for group in groups for item in group]
-        returns = np.array([item.total for group in groups for item in group])
-        components: dict[str, list[float]] = {}
-        for episode in episodes:
-            sums: dict[str, float] = {}
-            for turn in episode.turns:
-                for key, value in turn.reward_components.items():
-                    sums[key] = sums.get(key, 0.0) + value
-            for key, value in sums.items():
-                components.setdefault(key, []).append(value)
-        sampled = sum(
-            sum(a.sampled_mask or [])
-            for group in groups
-            for item in group
-            for a in item.rollout.actions
-        )
-        successes = [[float(item.rollout.episode.success) for item in group] for group in groups]
-        g = self.config.group_size
-        metrics: dict[str, Any] = {
-            "step": step,
-            "episodes": len(episodes),
-            "reward_mean": float(returns.mean()),
-            "reward_std": float(returns.std()),
-            "outcome_mean": float(np.mean([e.outcome for e in episodes])),
-            "success_rate": float(np.mean([s for group in successes for s in group])),
-            "pass@1": float(np.mean([pass_at_k(len(s), int(sum(s)), 1) for s in successes])),
-            f"pass@{g}": float(np.mean([pass_at_k(len(s), int(sum(s)), g) for s in successes])),
-            "turns_mean": float(np.mean([e.num_turns for e in episodes])),
-            "truncated_rate": float(np.mean([e.truncated for e in episodes])),
-            "sampled_tokens": float(sampled),
-            "tokens_per_s": float(sampled / timing["time_generation"])
-            if timing["time_generation"]
-            else 0.0,
-            **{
-                f"reward/{key}": float(np.mean(values))
-                for key, values in sorted(components.items())
-            },
-            **advantage_stats,
-            **update_stats,
-            **timing,
-        }
-        info_gains = [g for group in groups for item in group for g in item.info_gains]
-        if info_gains:
-            metrics["info_gain_mean"] = float(np.mean(info_gains))
-        return metrics
-
     def log(self, step: int, metrics: dict[str, Any], groups: list[list[Scored]]) -> None:
-        """Append the step's metrics (and its episodes) to the run directory."""
+        """Append the step's metrics (and its episodes) to the run directory, report them to the
+        trackers, and show them."""
         with self.run.metrics_writer() as writer:
             writer.write(metrics)
         if self.config.log_episodes:
             with self.run.episode_writer() as writer:
                 for group in groups:
                     for item in group:
-                        episode: Episode = item.rollout.episode
-                        writer.write(episode)
-        for logger in self._loggers:
-            if hasattr(logger, "add_scalar"):
-                for key, value in metrics.items():
-                    if isinstance(value, int | float):
-                        logger.add_scalar(key, value, step)
-            else:
-                logger.log(
-                    {k: v for k, v in metrics.items() if isinstance(v, int | float)}, step=step
-                )
+                        writer.write(item.rollout.episode)
+        self.trackers.log(metrics, step)
+        if self.progress is not None:
+            self.progress.step(metrics)
         if self.on_step is not None:
             self.on_step(metrics)
 

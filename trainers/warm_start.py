@@ -20,6 +20,7 @@ from rounds.agents.base import Chat
 from rounds.agents.loop import EpisodeSpec, Rollout, run_episodes
 from rounds.agents.registry import make_agent
 from rounds.agents.tokens import ConversationTokens
+from rounds.text_env import TextEnv
 
 
 @dataclass
@@ -30,13 +31,11 @@ class ClonedSequence:
     loss_mask: list[int]
 
 
-def clone_sequence(
-    rollout: Rollout, tokens: ConversationTokens, tools: list[dict[str, Any]]
-) -> ClonedSequence:
-    """Teacher-forced tokens of a scripted episode in the policy's chat format."""
+def clone_sequence(rollout: Rollout, tokens: ConversationTokens, env: TextEnv) -> ClonedSequence:
+    """Teacher-forced tokens of a scripted episode of ``env`` in the policy's chat format."""
     chat = Chat(
-        messages=list(rollout.messages[:2]), tools=tools, env=None, rng=np.random.default_rng(0)
-    )  # type: ignore[arg-type]
+        messages=list(rollout.messages[:2]), tools=env.tools, env=env, rng=np.random.default_rng(0)
+    )
     ids: list[int] = []
     mask: list[int] = []
     for t, action in enumerate(rollout.actions):
@@ -118,7 +117,7 @@ def clone(
             if not torch.isfinite(loss):
                 optimizer.zero_grad(set_to_none=True)
                 continue
-            loss.backward()
+            torch.autograd.backward(loss)
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

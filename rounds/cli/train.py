@@ -32,14 +32,6 @@ def train_command(
 ) -> None:
     """Train a policy with agentic multi-turn GRPO; writes a run directory for `rounds replay`."""
     from pydantic import ValidationError
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
     from rounds.trainers import GRPOConfig, GRPOTrainer
 
@@ -62,52 +54,11 @@ def train_command(
     except (ValidationError, ValueError) as err:
         fail(f"bad training config: {err}")
 
-    with Progress(
-        TextColumn("[bold]GRPO[/] step"),
-        MofNCompleteColumn(),
-        BarColumn(),
-        TextColumn(
-            "reward {task.fields[reward]}  success {task.fields[success]}  loss {task.fields[loss]}  {task.fields[speed]}"
-        ),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as progress:
-        bar = progress.add_task(
-            "train", total=config.steps, reward="-", success="-", loss="-", speed=""
-        )
-
-        def on_step(metrics: dict[str, Any]) -> None:
-            progress.update(
-                bar,
-                completed=metrics["step"] + 1,
-                reward=f"{metrics['reward_mean']:+.3f}",
-                success=f"{metrics['success_rate']:.0%}",
-                loss=f"{metrics['loss']:+.4f}",
-                speed=f"{metrics['tokens_per_s']:.0f} tok/s",
-            )
-
-        def on_warm_start(epoch: int, loss: float) -> None:
-            assert config.warm_start is not None
-            console.print(
-                f"warm start: epoch {epoch + 1}/{config.warm_start.epochs}, cloning loss {loss:.3f}"
-            )
-
-        if config.warm_start is not None:
-            console.print(
-                f"Warm start: cloning the env's '{config.warm_start.policy}' baseline on "
-                f"{config.warm_start.episodes} episodes before GRPO."
-            )
-        try:
-            trainer = GRPOTrainer(config=config, on_step=on_step, on_warm_start=on_warm_start)
-        except (ValueError, ImportError, KeyError) as err:
-            fail(str(err))
-        progress.update(bar, completed=trainer.start_step)
-        if trainer.start_step:
-            console.print(
-                f"Resuming from step {trainer.start_step} (checkpoint in {trainer.checkpoints})."
-            )
-        trainer.train()
+    try:
+        trainer = GRPOTrainer(config=config, console=console)
+    except (ValueError, ImportError, KeyError) as err:
+        fail(str(err))
+    trainer.train()  # shows the progress bar (config.progress), as the Python API does
     rows = [row for row in trainer.run.metrics() if "reward_mean" in row]
     if rows:
         first, last = rows[0], rows[-1]
