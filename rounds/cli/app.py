@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+import typing
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -23,7 +26,8 @@ EnvArgs = Annotated[
     typer.Option(
         "--env-arg",
         "-k",
-        help="Env keyword argument KEY=VALUE (VALUE is read as YAML: 3, true, [heat, cool]). Repeatable.",
+        # Typer renders help as Rich markup: "\\[" keeps the YAML list's bracket literal.
+        help="Env keyword argument KEY=VALUE (VALUE is read as YAML: 3, true, \\[heat, cool]). Repeatable.",
     ),
 ]
 Variant = Annotated[
@@ -32,8 +36,14 @@ Variant = Annotated[
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print an error that says what to do, and exit."""
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    """Print an error that says what to do, and exit.
+
+    The message is printed as plain text: brackets in it (a list, a type such as
+    ``Sequence[str]``) are not Rich markup.
+    """
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -52,8 +62,82 @@ def parse_env_args(pairs: list[str] | None) -> dict[str, Any]:
     return kwargs
 
 
+def _type_name(hint: Any) -> str:
+    """A type as a user reads it: ``int``, ``Sequence[str] | None``."""
+    if isinstance(hint, type):
+        return hint.__name__
+    return re.sub(r"\b(typing|collections\.abc)\.", "", str(hint))
+
+
+def env_options(creator: Any) -> tuple[dict[str, Any], bool]:
+    """The keyword options an env class (or creator function) takes, with their type hints
+    (``Any`` where none can be resolved), and whether that list is complete.
+
+    An ``__init__`` that forwards ``**kwargs`` adds its base class's options; the list is
+    complete once an ``__init__`` without ``**kwargs`` is reached.
+    """
+    functions = (
+        [k.__dict__["__init__"] for k in creator.__mro__ if "__init__" in k.__dict__]
+        if isinstance(creator, type)
+        else [creator]
+    )
+    options: dict[str, Any] = {}
+    for function in functions:
+        try:
+            parameters = inspect.signature(function).parameters
+        except (TypeError, ValueError):
+            return options, False
+        try:
+            hints = typing.get_type_hints(function)
+        except Exception:  # unresolvable annotations: check names only
+            hints = {}
+        forwards = False
+        for name, parameter in list(parameters.items())[1 if isinstance(creator, type) else 0 :]:
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                forwards = True
+            elif parameter.kind is not inspect.Parameter.VAR_POSITIONAL:
+                options.setdefault(name, hints.get(name, Any))
+        if not forwards:
+            return options, True
+    return options, False
+
+
+def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> list[str]:
+    """What is wrong with ``-k`` options for ``env_id``: unknown names, and values of the
+    wrong type (checked against the env's type hints with pydantic), each saying what to pass."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from rounds.registration import env_class
+
+    options, complete = env_options(env_class(env_id))
+    problems = []
+    for name, value in kwargs.items():
+        if name not in options:
+            if complete:
+                problems.append(
+                    f"-k {name}: {env_id} has no option {name!r}; its options: {', '.join(sorted(options))}"
+                )
+            continue
+        hint = options[name]
+        if hint is Any:
+            continue
+        try:
+            adapter: TypeAdapter[Any] = TypeAdapter(hint)
+        except Exception:  # a type pydantic cannot check (e.g. an arbitrary class)
+            continue
+        try:
+            adapter.validate_python(value)
+        except ValidationError:
+            problems.append(
+                f"-k {name}: {name} takes {_type_name(hint)}, got {value!r} "
+                f"({type(value).__name__}); VALUE is read as YAML (3, 0.5, true, [heat, cool], 'text')"
+            )
+    return problems
+
+
 def env_kwargs_for(env_id: str, variant: str | None, pairs: list[str] | None) -> dict[str, Any]:
-    """The variant's preset overridden by ``--env-arg`` pairs; checks the env id exists."""
+    """The variant's preset overridden by ``--env-arg`` pairs; checks the env id exists and
+    that every pair names an option of the env with a value of its type."""
     import gymnasium as gym
 
     import rounds  # registers the built-in envs
@@ -67,7 +151,11 @@ def env_kwargs_for(env_id: str, variant: str | None, pairs: list[str] | None) ->
         if variant not in presets:
             fail(f"{env_id} has no variant {variant!r}; variants: {', '.join(presets) or 'none'}")
         kwargs.update(presets[variant])
-    kwargs.update(parse_env_args(pairs))
+    given = parse_env_args(pairs)
+    problems = check_env_kwargs(env_id, given)
+    if problems:
+        fail("\n".join(problems))
+    kwargs.update(given)
     del rounds
     return kwargs
 
@@ -85,15 +173,23 @@ def make_env_or_fail(env_id: str, kwargs: dict[str, Any]) -> Any:
 @app.command("list")
 def list_command() -> None:
     """List the registered environments and their variants."""
+    from rich.markup import escape
     from rich.table import Table
 
     from rounds.registration import list_envs
 
+    try:
+        entries = list_envs()
+    except ImportError as err:
+        fail(
+            f"an env's module does not import ({err}); install its extra (pip install "
+            "'rounds[all]') or fix the env's registration"
+        )
     table = Table(title="rounds environments", show_lines=True)
     table.add_column("env id", style="bold cyan", no_wrap=True)
     table.add_column("description")
     table.add_column("variants (--variant NAME)")
-    for entry in list_envs():
+    for entry in entries:
         variants = "\n".join(f"{name}: {kwargs}" for name, kwargs in entry.variants.items())
-        table.add_row(entry.id, entry.summary, variants or "-")
+        table.add_row(escape(entry.id), escape(entry.summary), escape(variants) or "-")
     console.print(table)

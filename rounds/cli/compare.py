@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from rounds.cli.app import app, console, err_console, fail
 
@@ -39,7 +40,7 @@ def compare_command(
     except CompareError as err:
         fail(str(err))
     for note in comparison["warnings"]:
-        err_console.print(f"[yellow]warning:[/] {note}", soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {escape(note)}", soft_wrap=True)
     labels = [r["label"] for r in comparison["runs"]]
 
     def fmt(stat: dict[str, Any] | None, signed: bool = False) -> str:
@@ -67,7 +68,11 @@ def compare_command(
             *[fmt(d, signed=True) for d in stat["difference"][1:]],
         )
     console.print(table)
-    passk = Table(title="pass@k and aggregates of per-task success")
+    units = sorted({a["mean"].get("resampled") or "tasks" for a in comparison["aggregates"]})
+    passk = Table(
+        title="pass@k and aggregates of per-task success",
+        caption=f"pass@k and P(improvement) resample tasks; the aggregates resample {' or '.join(units)}.",
+    )
     passk.add_column("statistic", style="bold")
     for label in labels:
         passk.add_column(label, justify="right")
@@ -81,16 +86,21 @@ def compare_command(
     console.print(passk)
     for label, support in zip(labels[1:], comparison["support"][1:], strict=True):
         console.print(
-            f"Support: solved at least once by {labels[0]} but never by {label}: {len(support['only_baseline'])} "
-            f"{support['only_baseline'][:10]}; by {label} but never by {labels[0]}: {len(support['only_this_run'])} "
-            f"{support['only_this_run'][:10]}; both {support['both']}, neither {support['neither']}.",
+            escape(
+                f"Support: solved at least once by {labels[0]} but never by {label}: {len(support['only_baseline'])} "
+                f"{support['only_baseline'][:10]}; by {label} but never by {labels[0]}: {len(support['only_this_run'])} "
+                f"{support['only_this_run'][:10]}; both {support['both']}, neither {support['neither']}."
+            ),
             soft_wrap=True,
         )
     console.print(terminal_pass_at_k(comparison))
     target = out or (runs[-1] / "comparison")
-    target.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(target / "comparison.md", comparison_markdown(comparison))
-    atomic_write_json(target / "comparison.json", comparison)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(target / "comparison.md", comparison_markdown(comparison))
+        atomic_write_json(target / "comparison.json", comparison)
+    except OSError as err:
+        fail(f"cannot write the report to {target}: {err.strerror or err}; choose another --out")
     try:
         plots = write_plots(comparison, target)
     except ImportError:
@@ -99,6 +109,8 @@ def compare_command(
             "[yellow]note:[/] install matplotlib (pip install 'rounds[report]') for the PNG plots"
         )
     console.print(
-        f"Wrote {target / 'comparison.md'}"
-        + (f" and {', '.join(p.name for p in plots)}" if plots else "")
+        escape(
+            f"Wrote {target / 'comparison.md'}"
+            + (f" and {', '.join(p.name for p in plots)}" if plots else "")
+        )
     )
