@@ -101,6 +101,7 @@ class DiagGymEnv(TextEnv):
     | ``format`` | invalid reply or unavailable exam | {-invalid_action_penalty, 0} |
     | ``repeat_penalty`` | the exam was already done (weight 0 by default) | {-0.1, 0} |
     | ``cost`` | an exam was done: minus its approximate US price in dollars (weight 0 by default) | [-400, 0] |
+    | ``rubric`` | final turn, the case has a rubric: its score (HealthBench format, rounds.envs.rubric; weight 0 by default) | [0, 1] |
 
     ## Starting State
     A case from the split (``cases="bank"``: 800/200/200 fixed cases;
@@ -139,6 +140,7 @@ class DiagGymEnv(TextEnv):
         "format",
         "repeat_penalty",
         "cost",
+        "rubric",
     )
     outcome_components = ("outcome", "completion", "exam_f1")
     default_reward_weights: Mapping[str, float] = {
@@ -149,6 +151,7 @@ class DiagGymEnv(TextEnv):
         "format": 1.0,
         "repeat_penalty": 0.0,
         "cost": 0.0,
+        "rubric": 0.0,
     }
     #: DiagGym's end-to-end exam F1: the harmonic mean of case-averaged precision and recall.
     derived_metrics: Mapping[str, tuple[tuple[str, ...], Callable[..., float]]] = {
@@ -436,11 +439,19 @@ class DiagGymEnv(TextEnv):
         if self.posterior is not None and self.patient.case is not None:
             metrics["final_entropy"] = self.posterior.entropy
             metrics["truth_probability"] = self.posterior.probability(self.patient.case.diagnosis)
+        from rounds.envs.rubric.clinical import grade_diagnostic_episode
+
+        rubric = grade_diagnostic_episode(
+            self.kb, record, self.patient.case, self.patient.history, self.diagnosis
+        )
+        if rubric is not None:
+            metrics["rubric_score"] = rubric
         return EpisodeEnd(
             components={
                 "outcome": float(correct),
                 "completion": COMPLETION_BONUS * float(given),
                 "exam_f1": EXAM_F1_FACTOR * f1,
+                "rubric": rubric or 0.0,
             },
             metrics=metrics,
         )
