@@ -446,3 +446,19 @@ def test_compare_reports_an_unwritable_output(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2, result.output
     assert "cannot write the report to" in result.output and "Traceback" not in result.output
+
+
+def test_env_arg_values_are_converted_to_the_option_type_and_presets_pass() -> None:
+    import rounds
+    from rounds.cli.app import check_env_kwargs
+    from rounds.registration import list_envs
+
+    checked, problems = check_env_kwargs(
+        "rounds/Household-v0", {"max_turns": "5", "meta_reasoning_bonus": 1}
+    )
+    assert problems == [] and checked == {"max_turns": 5, "meta_reasoning_bonus": 1.0}
+    assert type(checked["max_turns"]) is int
+    for entry in list_envs():  # every registered env's own variants are valid -k options
+        for name, preset in entry.variants.items():
+            assert check_env_kwargs(entry.id, preset)[1] == [], (entry.id, name)
+    del rounds

@@ -102,14 +102,17 @@ def env_options(creator: Any) -> tuple[dict[str, Any], bool]:
     return options, False
 
 
-def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> list[str]:
-    """What is wrong with ``-k`` options for ``env_id``: unknown names, and values of the
-    wrong type (checked against the env's type hints with pydantic), each saying what to pass."""
+def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``-k`` options for ``env_id`` checked against the env's type hints (pydantic, lax):
+    the values converted to those types (``'5'`` for an ``int`` becomes 5, so the env never
+    sees text where it expects a number), and what is wrong (unknown names, values of
+    the wrong type), each saying what to pass."""
     from pydantic import TypeAdapter, ValidationError
 
     from rounds.registration import env_class
 
     options, complete = env_options(env_class(env_id))
+    checked = dict(kwargs)
     problems = []
     for name, value in kwargs.items():
         if name not in options:
@@ -126,13 +129,13 @@ def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> list[str]:
         except Exception:  # a type pydantic cannot check (e.g. an arbitrary class)
             continue
         try:
-            adapter.validate_python(value)
+            checked[name] = adapter.validate_python(value)
         except ValidationError:
             problems.append(
                 f"-k {name}: {name} takes {_type_name(hint)}, got {value!r} "
                 f"({type(value).__name__}); VALUE is read as YAML (3, 0.5, true, [heat, cool], 'text')"
             )
-    return problems
+    return checked, problems
 
 
 def env_kwargs_for(env_id: str, variant: str | None, pairs: list[str] | None) -> dict[str, Any]:
@@ -151,8 +154,7 @@ def env_kwargs_for(env_id: str, variant: str | None, pairs: list[str] | None) ->
         if variant not in presets:
             fail(f"{env_id} has no variant {variant!r}; variants: {', '.join(presets) or 'none'}")
         kwargs.update(presets[variant])
-    given = parse_env_args(pairs)
-    problems = check_env_kwargs(env_id, given)
+    given, problems = check_env_kwargs(env_id, parse_env_args(pairs))
     if problems:
         fail("\n".join(problems))
     kwargs.update(given)
