@@ -113,7 +113,7 @@ def compare_runs(runs: list[RunData], *, seed: int = 0) -> dict[str, Any]:
         left_out = len(run.groups) - len(shared)
         if left_out:
             notes.append(
-                f"{run.label}: {left_out} of its {len(run.groups)} tasks are not in every run and were left out"
+                f"{run.label}: tasks left out because not every run has them: {left_out} of {len(run.groups)}"
             )
     if not shared:
         raise CompareError("the runs share no task; compare runs of the same env and split")

@@ -379,8 +379,8 @@ def test_eval_warns_when_episodes_are_cut_short(
     )
     assert result.exit_code == 0, result.output
     text = flat(result.output)
-    assert "warning: 2 of 2 episodes were cut short:" in text
-    assert "the simulator fell over (2)" in text
+    assert "warning: episodes cut short: 2 of 2 (env error:" in text
+    assert "the simulator fell over (2))" in text
 
 
 def test_eval_summary_says_what_each_interval_resamples(tmp_path: Path) -> None:

@@ -132,7 +132,7 @@ def truncation_report(reasons: Counter[str], episodes: int) -> str | None:
     if not cut:
         return None
     common = "; ".join(f"{reason} ({count})" for reason, count in reasons.most_common(3))
-    return f"{cut} of {episodes} episodes were cut short: {common}"
+    return f"episodes cut short: {cut} of {episodes} ({common})"
 
 
 @app.command("eval")
@@ -275,14 +275,14 @@ def eval_command(
             error = str(err)
         except KeyboardInterrupt:
             error = (
-                f"interrupted; the {finished['n']} episodes finished in this session are saved "
-                f"in {out}: continue with the same command and --resume"
+                f"interrupted. Episodes finished in this session: {finished['n']}, saved in "
+                f"{out}; continue with the same command and --resume"
             )
         except (ValueError, ImportError, OSError) as err:
             error = (
                 f"{agent} on {env_id} failed: {type(err).__name__}: {str(err).rstrip('.')}. "
                 + (
-                    f"The {finished['n']} episodes finished are saved in {out}: fix the cause, "
+                    f"Episodes finished: {finished['n']}, saved in {out}; fix the cause, "
                     "then continue with the same command and --resume"
                     if finished["n"]
                     else "No episode finished: fix the cause and run the command again"
