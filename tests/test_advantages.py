@@ -7,6 +7,7 @@ import pytest
 
 from rounds.trainers.advantages import (
     discounted_returns,
+    group_advantages,
     outcome_advantages,
     step_group_advantages,
     turn_advantages,
@@ -68,3 +69,28 @@ def test_step_group_advantages_use_identical_observations() -> None:
     # with gamma 0.5 the return at s0 is halved: [0.5, 0, 0] -> mean 1/6
     halved = step_group_advantages(observations, rewards, outcomes, gamma=0.5)
     np.testing.assert_allclose(halved[0][0], 0.5 - 1 / 6)
+
+
+def test_group_advantages_compose_the_estimators_as_configured() -> None:
+    observations = [["s0", "s1"], ["s0", "s2"], ["s0", "s1"]]
+    rewards = [[0.5, 0.0], [0.0, 0.0], [0.0, 0.0]]
+    outcomes = [1.0, 0.0, 0.0]
+    # outcome: returns R = [1.5, 0, 0], mean 0.5, sample std sqrt(0.75) = 0.8660254, on every turn
+    outcome = group_advantages(rewards, outcomes, observations, estimator="outcome", eps=0.0)
+    z = np.array([1.0, -0.5, -0.5]) / 0.8660254
+    for e in range(3):
+        np.testing.assert_allclose(outcome[e], [z[e], z[e]], atol=1e-6)
+    # turn: exactly turn_advantages
+    turn = group_advantages(rewards, outcomes, observations, estimator="turn", gamma=0.5, eps=0.0)
+    for got, want in zip(turn, turn_advantages(rewards, outcomes, gamma=0.5, eps=0.0), strict=True):
+        np.testing.assert_allclose(got, want)
+    # step_group_weight w adds w * A^S: at s0 the returns are [1.5, 0, 0] -> [1, -0.5, -0.5];
+    # at s1 (episodes 0 and 2) [1, 0] -> [0.5, -0.5]; s2 is alone -> 0.
+    weighted = group_advantages(
+        rewards, outcomes, observations, estimator="outcome", step_group_weight=0.4, eps=0.0
+    )
+    np.testing.assert_allclose(weighted[0], [z[0] + 0.4 * 1.0, z[0] + 0.4 * 0.5], atol=1e-6)
+    np.testing.assert_allclose(weighted[1], [z[1] - 0.4 * 0.5, z[1]], atol=1e-6)
+    np.testing.assert_allclose(weighted[2], [z[2] - 0.4 * 0.5, z[2] - 0.4 * 0.5], atol=1e-6)
+    with pytest.raises(ValueError, match="estimator"):
+        group_advantages(rewards, outcomes, observations, estimator="bogus")  # type: ignore[arg-type]
