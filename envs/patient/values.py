@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from rounds.envs.clinic.knowledge import KnowledgeBase
+from rounds.envs.clinic.knowledge import FindingFeature, KnowledgeBase
 from rounds.envs.clinic.matching import DiagnosisMatcher
 from rounds.envs.patient.cases import PatientCase
 from rounds.envs.patient.lay import LayTable
@@ -78,7 +78,10 @@ def _matcher(kb: KnowledgeBase) -> DiagnosisMatcher:
 
 
 def option_document(kb: KnowledgeBase, lay: LayTable, option: str) -> str:
-    """An option's text, expanded with its knowledge-base aliases and typical findings when it names one."""
+    """An option's text, expanded with its knowledge-base aliases and typical findings when it names one.
+
+    Typical: a symptom, history item or exam finding the diagnosis has with probability 0.4 or more.
+    """
     resolved = _matcher(kb).resolve(option)
     if len(resolved) != 1:
         return option
@@ -89,6 +92,9 @@ def option_document(kb: KnowledgeBase, lay: LayTable, option: str) -> str:
         group, _, name = key.partition(".")
         if isinstance(probability, dict) or probability < 0.4:
             continue
+        feature = kb.features.get(key)
+        if isinstance(feature, FindingFeature):
+            words.append(feature.finding)
         item = (
             getattr(presentation, group, {}).get(name) if group in ("symptoms", "history") else None
         )
