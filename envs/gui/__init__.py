@@ -1,0 +1,1 @@
+"""``rounds/GUI-v0``: app screens with accessibility trees, screenshots and grounded actions."""
