@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from rounds.envs.gui.widgets import Dialog, Screen, Widget, layout
+from rounds.envs.gui.widgets import ClickHandler, Dialog, Screen, Widget, layout
 
 #: A screen's address: the app's name, then the app's own path (e.g. ``("mail", "message", "3")``).
 Route = tuple[str, ...]
@@ -222,3 +222,23 @@ def draft_field(
         on_type=set_value,
         max_chars=max_chars,
     )
+
+
+def go_to(device: Device, route: Route) -> ClickHandler:
+    """A click handler that opens ``route`` on top of the current screen."""
+
+    def push() -> str:
+        device.push(route)
+        return ""
+
+    return push
+
+
+def switch_to(device: Device, route: Route) -> ClickHandler:
+    """A click handler that shows ``route`` in place of the current screen (a tab)."""
+
+    def replace() -> str:
+        device.replace(route)
+        return ""
+
+    return replace

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from rounds.actions import InvalidAction
 from rounds.envs.gui.backends import AppsBackend, Backend
@@ -87,7 +87,7 @@ class GUIEnv(TextEnv):
 
     reward_component_names = ("outcome", "subgoal", "invalid_action")
     outcome_components = ("outcome",)
-    default_reward_weights: Mapping[str, float] = {
+    default_reward_weights: ClassVar[Mapping[str, float]] = {
         "outcome": 1.0,
         "subgoal": 0.5,
         "invalid_action": 1.0,
@@ -95,7 +95,7 @@ class GUIEnv(TextEnv):
     unrecorded_info_keys = ("screenshot",)
     replay_metrics = ("success", "subgoal_fraction", "invalid_actions")
     replay_series = ("potential",)
-    variants: Mapping[str, Mapping[str, Any]] = {
+    variants: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "screenshot": {"observation": "screenshot"},
         "both": {"observation": "both"},
         "miniwob": {"backend": "miniwob"},

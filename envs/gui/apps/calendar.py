@@ -7,9 +7,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rounds.envs.gui.device import App, Device, Route, confirm_dialog, draft_field
+from rounds.envs.gui.device import (
+    App,
+    Device,
+    Route,
+    confirm_dialog,
+    draft_field,
+    go_to,
+    switch_to,
+)
 from rounds.envs.gui.tasks import Step, Task, Template, normalise_answer, opened, pick, visited
-from rounds.envs.gui.widgets import Screen, Widget
+from rounds.envs.gui.widgets import ClickHandler, Screen, Widget
 
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 TITLES = (
@@ -127,23 +135,17 @@ class CalendarApp(App):
         return self._form(device, f"Edit {event.title}", event.id)
 
     def _day(self, device: Device, day: int) -> Screen:
-        def tab_to(other: int) -> object:
-            return lambda: _replace(device, day_route(other))
-
         tabs = [
             Widget(
                 "tab",
                 name[:3],
                 key=f"tab:{i}",
                 checked=i == day,
-                on_click=tab_to(i),  # type: ignore[arg-type]
+                on_click=switch_to(device, day_route(i)),
             )
             for i, name in enumerate(DAYS)
         ]
         events = sorted((e for e in self.events if e.day == day), key=lambda e: e.time)
-
-        def opener(event_id: int) -> object:
-            return lambda: _push(device, event_route(event_id))
 
         body: list[Widget] = [Widget("heading", DAYS[day])]
         body += [
@@ -151,7 +153,7 @@ class CalendarApp(App):
                 "listitem",
                 f"{e.time}  {e.title}",
                 key=f"event:{e.id}",
-                on_click=opener(e.id),  # type: ignore[arg-type]
+                on_click=go_to(device, event_route(e.id)),
             )
             for e in events
         ]
@@ -205,7 +207,7 @@ class CalendarApp(App):
         draft = self.draft
         chosen = int(draft.get("day", "0"))
 
-        def choose(day: int) -> object:
+        def choose(day: int) -> ClickHandler:
             def select() -> str:
                 draft["day"] = str(day)
                 device.changed()
@@ -224,7 +226,7 @@ class CalendarApp(App):
                 name,
                 key=f"day:{i}",
                 checked=i == chosen,
-                on_click=choose(i),  # type: ignore[arg-type]
+                on_click=choose(i),
             )
             for i, name in enumerate(DAYS)
         ]
@@ -261,16 +263,6 @@ class CalendarApp(App):
             device.replace(day_route(day))
         self.draft, self.error = None, ""
         return f"Saved {title} on {DAYS[day]} at {time}."
-
-
-def _push(device: Device, route: Route) -> str:
-    device.push(route)
-    return ""
-
-
-def _replace(device: Device, route: Route) -> str:
-    device.replace(route)
-    return ""
 
 
 def _ask(device: Device) -> str:

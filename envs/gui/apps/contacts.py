@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rounds.envs.gui.apps.people import FIRST_NAMES, LAST_NAMES, Person, new_phone
-from rounds.envs.gui.device import App, Device, Route, confirm_dialog, draft_field
+from rounds.envs.gui.device import App, Device, Route, confirm_dialog, draft_field, go_to
 from rounds.envs.gui.tasks import Step, Task, Template, digits, normalise_answer, opened, visited
 from rounds.envs.gui.widgets import Screen, Widget
 
@@ -78,15 +78,12 @@ class ContactsApp(App):
         return self._form(device, f"Edit {contact.name}", contact.name)
 
     def _list(self, device: Device) -> Screen:
-        def opener(name: str) -> object:
-            return lambda: _push(device, detail(name))
-
         body = [
             Widget(
                 "listitem",
                 f"{'★ ' if c.favorite else ''}{c.name}",
                 key=f"contact:{c.name}",
-                on_click=opener(c.name),  # type: ignore[arg-type]
+                on_click=go_to(device, detail(c.name)),
             )
             for c in sorted(self.contacts, key=lambda c: c.name)
         ]
@@ -191,11 +188,6 @@ class ContactsApp(App):
             device.pop()
         self.draft, self.draft_for = None, None
         return f"Saved {values['name']}."
-
-
-def _push(device: Device, route: Route) -> str:
-    device.push(route)
-    return ""
 
 
 def _ask(device: Device, kind: str) -> str:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
-from rounds.envs.gui.device import App, Device, Route, confirm_dialog, text_dialog
+from rounds.envs.gui.device import App, Device, Route, confirm_dialog, go_to, text_dialog
 from rounds.envs.gui.tasks import Step, Task, Template, normalise_answer, opened, pick, visited
 from rounds.envs.gui.widgets import Dialog, Screen, Widget
 
@@ -144,7 +145,7 @@ class FilesApp(App):
                 "listitem",
                 f"{name} ({len(self.trash) if name == TRASH else len(self.folders[name])})",
                 key=f"folder:{name}",
-                on_click=lambda name=name: _push(device, folder_route(name)),
+                on_click=go_to(device, folder_route(name)),
             )
             for name in names
         ]
@@ -178,7 +179,7 @@ class FilesApp(App):
                 "listitem",
                 f"{f.name}  {f.size_kb} KB{' ★' if f.starred else ''}",
                 key=f"file:{f.name}",
-                on_click=lambda f=f: _push(device, file_route(folder, f.name)),
+                on_click=go_to(device, file_route(folder, f.name)),
             )
             for f in self.folders[folder]
         ]
@@ -203,7 +204,7 @@ class FilesApp(App):
                 "button",
                 "Move to…",
                 key="move",
-                on_click=lambda: _push(device, move_route(folder, file.name)),
+                on_click=go_to(device, move_route(folder, file.name)),
             ),
             Widget(
                 "button", "Delete", key="delete", on_click=lambda: _modal(device, "delete_file")
@@ -260,7 +261,7 @@ class FilesApp(App):
                 target,
                 key=f"destination:{target}",
                 enabled=target != folder,
-                on_click=lambda target=target: move_to(target),
+                on_click=partial(move_to, target),
             )
             for target in self.folders
         ]
@@ -272,7 +273,7 @@ class FilesApp(App):
                 "listitem",
                 f"{t.file.name} (from {t.folder})",
                 key=f"trashed:{t.file.name}",
-                on_click=lambda t=t: _modal(device, "restore", name=t.file.name),
+                on_click=partial(_modal, device, "restore", name=t.file.name),
             )
             for t in self.trash
         ]
@@ -302,11 +303,6 @@ class FilesApp(App):
             restore,
             device,
         )
-
-
-def _push(device: Device, route: Route) -> str:
-    device.push(route)
-    return ""
 
 
 def _modal(device: Device, kind: str, **data: str) -> str:
@@ -501,6 +497,11 @@ def _restore(device: Device, rng: np.random.Generator) -> Task:
     )
 
 
+def _is_starred(folder: str, name: str, d: Device) -> bool:
+    f = _app(d).find(folder, name)
+    return f is not None and f.starred
+
+
 def _star_two(device: Device, rng: np.random.Generator) -> Task:
     app = _app(device)
     folder = pick(rng, list(app.folders))[0]
@@ -511,13 +512,12 @@ def _star_two(device: Device, rng: np.random.Generator) -> Task:
     names = (first.name, second.name)
 
     def starred(d: Device, name: str) -> bool:
-        f = _app(d).find(folder, name)
-        return f is not None and f.starred
+        return _is_starred(folder, name, d)
 
     return Task(
         goal=f"Star the files {names[0]} and {names[1]} in {folder}.",
         subgoals=[(f"{folder} open", visited(folder_route(folder)))]
-        + [(f"{n} starred", lambda d, n=n: starred(d, n)) for n in names],
+        + [(f"{n} starred", partial(_is_starred, folder, n)) for n in names],
         verify=lambda d, _: all(starred(d, n) for n in names),
         plan=lambda d: [Step(file_route(folder, n), "star") for n in names if not starred(d, n)],
     )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
 from rounds.envs.gui.apps.people import Person
-from rounds.envs.gui.device import App, Device, Route, confirm_dialog, draft_field
+from rounds.envs.gui.device import App, Device, Route, confirm_dialog, draft_field, switch_to
 from rounds.envs.gui.tasks import Step, Task, Template, normalise_answer, opened, visited
 from rounds.envs.gui.widgets import Screen, Widget
 
@@ -122,11 +123,10 @@ class MailApp(App):
         return self._message(device, message)
 
     def _folder(self, device: Device, route: Route) -> Screen:
-        def switch(target: Route) -> object:
-            return lambda: _replace(device, target)
-
         tabs = [
-            Widget("tab", label, key=f"tab:{r[1]}", checked=r == route, on_click=switch(r))  # type: ignore[arg-type]
+            Widget(
+                "tab", label, key=f"tab:{r[1]}", checked=r == route, on_click=switch_to(device, r)
+            )
             for r, label in TABS
         ]
         body: list[Widget] = []
@@ -143,7 +143,7 @@ class MailApp(App):
                     "listitem",
                     f"{'' if m.read else '● '}{m.sender}: {m.subject}{' ★' if m.starred else ''}",
                     key=f"message:{m.id}",
-                    on_click=lambda m=m: self._open(device, m),
+                    on_click=partial(self._open, device, m),
                 )
                 for m in shown
             ]
@@ -288,11 +288,6 @@ class MailApp(App):
         self.draft = None
         device.pop()
         return f"Sent to {draft['to']}."
-
-
-def _replace(device: Device, route: Route) -> str:
-    device.replace(route)
-    return ""
 
 
 def _open_menu(device: Device) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
-from rounds.envs.gui.device import App, Device, Route, confirm_dialog
+from rounds.envs.gui.device import App, Device, Route, confirm_dialog, go_to
 from rounds.envs.gui.tasks import Step, Task, Template, opened, pick, visited
 from rounds.envs.gui.widgets import Screen, Widget
 
@@ -113,7 +114,7 @@ class SettingsApp(App):
                     "listitem",
                     label,
                     key=f"section:{name}",
-                    on_click=lambda name=name: _go(device, section(name)),
+                    on_click=go_to(device, section(name)),
                 )
                 for name, label in SECTIONS.items()
             ]
@@ -166,9 +167,7 @@ class SettingsApp(App):
                 f"{size} pt",
                 key=f"font:{size}",
                 checked=self.font_size == size,
-                on_click=lambda size=size: self._set(
-                    device, "font_size", size, f"Font size is {size} pt."
-                ),
+                on_click=partial(self._set, device, "font_size", size, f"Font size is {size} pt."),
             )
             for size in FONT_SIZES
         ]
@@ -214,9 +213,7 @@ class SettingsApp(App):
                 tone,
                 key=f"ringtone:{tone}",
                 checked=self.ringtone == tone,
-                on_click=lambda tone=tone: self._set(
-                    device, "ringtone", tone, f"Ringtone is {tone}."
-                ),
+                on_click=partial(self._set, device, "ringtone", tone, f"Ringtone is {tone}."),
             )
             for tone in RINGTONES
         ]
@@ -232,7 +229,7 @@ class SettingsApp(App):
                     app,
                     key=f"notify:{app}",
                     checked=on,
-                    on_click=lambda app=app, on=on: self._notify(device, app, not on),
+                    on_click=partial(self._notify, device, app, not on),
                 )
             )
         return Screen("Notifications", body)
@@ -249,7 +246,7 @@ class SettingsApp(App):
                 language,
                 key=f"language:{language}",
                 checked=language == self.language,
-                on_click=lambda language=language: _ask_language(device, language),
+                on_click=partial(_ask_language, device, language),
             )
             for language in LANGUAGES
         ]
@@ -267,11 +264,6 @@ class SettingsApp(App):
                 "Change language?", f"Switch the phone to {language}?", "Change", change, device
             )
         return screen
-
-
-def _go(device: Device, route: Route) -> str:
-    device.push(route)
-    return ""
 
 
 def _ask_language(device: Device, language: str) -> str:

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
-from rounds.envs.gui.device import App, Device, Route, confirm_dialog, draft_field
+from rounds.envs.gui.device import (
+    App,
+    Device,
+    Route,
+    confirm_dialog,
+    draft_field,
+    go_to,
+    switch_to,
+)
 from rounds.envs.gui.tasks import Step, Task, Template, normalise_answer, opened, pick, visited
 from rounds.envs.gui.widgets import Screen, Widget
 
@@ -87,16 +96,13 @@ class ShopApp(App):
         return category_route(self.category_of(route[2])), f"product:{route[2]}"
 
     def _tabs(self, device: Device, current: Route) -> list[Widget]:
-        def switch(route: Route) -> object:
-            return lambda: _replace(device, route)
-
         return [
             Widget(
                 "tab",
                 label,
                 key=f"tab:{route[1]}",
                 checked=route == current,
-                on_click=switch(route),  # type: ignore[arg-type]
+                on_click=switch_to(device, route),
             )
             for route, label in TABS
         ]
@@ -108,7 +114,7 @@ class ShopApp(App):
                     "listitem",
                     category,
                     key=f"category:{category}",
-                    on_click=lambda c=category: _push(device, category_route(c)),
+                    on_click=go_to(device, category_route(category)),
                 )
                 for category in CATALOG
             ]
@@ -125,7 +131,7 @@ class ShopApp(App):
                     "listitem",
                     f"{product} — {money(self.prices[product])}",
                     key=f"product:{product}",
-                    on_click=lambda p=product: _push(device, product_route(p)),
+                    on_click=go_to(device, product_route(product)),
                 )
                 for product in CATALOG[route[2]]
             ]
@@ -169,20 +175,20 @@ class ShopApp(App):
                             f"− {product}",
                             key=f"decrease:{product}",
                             enabled=count > 1,
-                            on_click=lambda p=product: self._change(device, p, -1),
+                            on_click=partial(self._change, device, product, -1),
                         ),
                         Widget(
                             "button",
                             f"+ {product}",
                             key=f"increase:{product}",
                             enabled=count < MAX_QUANTITY,
-                            on_click=lambda p=product: self._change(device, p, 1),
+                            on_click=partial(self._change, device, product, 1),
                         ),
                         Widget(
                             "button",
                             f"Remove {product}",
                             key=f"remove:{product}",
-                            on_click=lambda p=product: self._remove(device, p),
+                            on_click=partial(self._remove, device, product),
                         ),
                     ],
                 )
@@ -196,7 +202,7 @@ class ShopApp(App):
                 "Checkout",
                 key="checkout",
                 enabled=bool(self.cart),
-                on_click=lambda: _push(device, CHECKOUT),
+                on_click=go_to(device, CHECKOUT),
             )
         )
         return Screen("Cart", body, tabs=self._tabs(device, CART))
@@ -281,16 +287,6 @@ class ShopApp(App):
 
 def money(cents: int) -> str:
     return f"${cents // 100}.{cents % 100:02d}"
-
-
-def _push(device: Device, route: Route) -> str:
-    device.push(route)
-    return ""
-
-
-def _replace(device: Device, route: Route) -> str:
-    device.replace(route)
-    return ""
 
 
 def _ask(device: Device) -> str:
