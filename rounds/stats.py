@@ -55,24 +55,20 @@ def mean_interval(
         return Interval(value=mean, low=None, high=None, n=n, confidence=confidence)
     if np.all(data == data[0]):
         return Interval(value=mean, low=mean, high=mean, n=n, confidence=confidence)
-    from scipy import stats
-
-    for method in ("BCa", "percentile"):  # BCa can be undefined on very skewed data
-        result = stats.bootstrap(
-            (data,),
-            np.mean,
-            confidence_level=confidence,
-            n_resamples=n_resamples,
-            method=method,
-            random_state=np.random.default_rng(seed),
-        )
-        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-        if math.isfinite(low) and math.isfinite(high):
-            break
-    return Interval(value=mean, low=low, high=high, n=n, confidence=confidence)
+    return _bootstrap_interval(
+        (data,),
+        lambda x, axis=-1: np.mean(x, axis=axis),
+        value=mean,
+        n=n,
+        confidence=confidence,
+        n_resamples=n_resamples,
+        seed=seed,
+        methods=("BCa", "percentile"),
+        vectorized=True,
+    )
 
 
-def _percentile_interval(
+def _bootstrap_interval(
     samples: tuple[Any, ...],
     statistic: Callable[..., Any],
     *,
@@ -81,28 +77,37 @@ def _percentile_interval(
     confidence: float,
     n_resamples: int,
     seed: int,
+    methods: tuple[str, ...] = ("percentile",),
     **options: Any,
 ) -> Interval:
-    """``value`` with the percentile bootstrap interval of ``statistic`` over ``samples``
-    (``options`` go to :func:`scipy.stats.bootstrap`, e.g. ``paired``, ``vectorized``)."""
+    """``value`` with a bootstrap interval of ``statistic`` over ``samples``: the first of
+    ``methods`` whose interval is finite and contains ``value`` (BCa is undefined, or can
+    exclude the estimate, when resampled values pile up on ties; the percentile
+    interval always qualifies). ``options`` go to :func:`scipy.stats.bootstrap`, e.g.
+    ``paired``, ``vectorized``, ``batch``."""
+    import warnings
+
     from scipy import stats
 
-    result = stats.bootstrap(
-        samples,
-        statistic,
-        confidence_level=confidence,
-        n_resamples=n_resamples,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-        **options,
-    )
-    return Interval(
-        value=value,
-        low=float(result.confidence_interval.low),
-        high=float(result.confidence_interval.high),
-        n=n,
-        confidence=confidence,
-    )
+    for method in methods:
+        with warnings.catch_warnings():  # a degenerate BCa falls through to the next method
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+            result = stats.bootstrap(
+                samples,
+                statistic,
+                confidence_level=confidence,
+                n_resamples=n_resamples,
+                method=method,
+                random_state=np.random.default_rng(seed),
+                **options,
+            )
+        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+        if method == "percentile" or (
+            math.isfinite(low) and math.isfinite(high) and low <= value <= high
+        ):
+            break
+    return Interval(value=value, low=low, high=high, n=n, confidence=confidence)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -211,11 +216,14 @@ def stratified_interval(
       per-task means recomputed and aggregated. The task set is held fixed.
     - Some task has a single sample (e.g. one episode per task): there is nothing
       to resample within it, so tasks are resampled instead (the per-task means,
-      with replacement) and ``aggregate`` is applied to each resample.
+      with replacement) and ``aggregate`` is applied to each resample. The interval
+      is BCa, as :func:`mean_interval`'s (so with one sample per task the mean's
+      interval is pass@1's), or the percentile interval where BCa is undefined or
+      excludes the estimate (ties, e.g. a median of 0/1 scores).
 
-    Either way the interval is the percentile interval of the aggregate itself, so
-    a median's interval is the median's, never the mean's; ``resampled`` records
-    which unit was used and ``n`` counts tasks.
+    Either way the interval is the aggregate's own, so a median's interval is the
+    median's, never the mean's; ``resampled`` records which unit was used and ``n``
+    counts tasks. The stratified case uses the percentile interval, as rliable does.
     """
     tasks = [np.asarray(s, dtype=float).ravel() for s in per_task]
     if not tasks or any(t.size == 0 for t in tasks):
@@ -249,7 +257,7 @@ def stratified_interval(
             return aggregate(samples[0], axis=axis)
 
         data, total = (means,), n
-    interval = _percentile_interval(
+    interval = _bootstrap_interval(
         data,
         statistic,
         value=value,
@@ -257,6 +265,7 @@ def stratified_interval(
         confidence=confidence,
         n_resamples=n_resamples,
         seed=seed,
+        methods=("percentile",) if within else ("BCa", "percentile"),
         vectorized=True,
         batch=max(1, min(n_resamples, _RESAMPLE_BUDGET // total)),
     )
@@ -334,7 +343,7 @@ def probability_of_improvement_interval(
         return Interval(
             value=value, low=value, high=value, n=int(per_task.size), confidence=confidence
         )
-    return _percentile_interval(
+    return _bootstrap_interval(
         (per_task,),
         np.mean,
         value=value,
@@ -391,7 +400,7 @@ def derived_interval(
     def statistic(*samples: np.ndarray, axis: int = -1) -> Any:
         return function(*(np.mean(s, axis=axis) for s in samples))
 
-    return _percentile_interval(
+    return _bootstrap_interval(
         tuple(data),
         statistic,
         value=value,
