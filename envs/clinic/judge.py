@@ -1,10 +1,12 @@
-"""Deciding whether a stated diagnosis is right: alias matching, or an LLM judge.
+"""Deciding whether a stated diagnosis is right: the strict examiner, or an LLM judge.
 
-The default ``alias`` judge resolves both diagnoses through the knowledge base's
-names, aliases and accepted broader terms, with fuzzy matching for typos. The
+The default ``alias`` judge is :class:`~rounds.envs.clinic.matching.DiagnosisMatcher`
+(catalogue phrases, qualifiers, negations and hedges; see its module). The
 ``llm`` judge asks a model behind an OpenAI-compatible endpoint whether the two
-name the same condition; if the endpoint fails, the alias judge decides and the
-episode's info says so.
+name the same condition; if the endpoint fails, the examiner decides and the
+judge counts the fallback. Both share the rules no model should overrule: the
+truth's own text is correct, and an answer that commits to no single diagnosis
+(a differential, a hedge, a negation) is wrong without asking the model.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ class LLMJudge:
     def same(self, stated: str, truth: str, truth_name: str) -> bool:
         from rounds.models.openai_client import APIError
 
+        if self.matcher.verbatim(stated, truth_name):
+            return True
+        if self.matcher.commitment(stated) is not None:
+            return False
         prompt = JUDGE_PROMPT.format(truth=truth_name, stated=stated)
         try:
             reply = self.client.chat(

@@ -58,8 +58,9 @@ def _clean(name: str) -> str:
     return name.strip().strip("*`\"'[]").strip().rstrip(".").strip()
 
 
-#: Longest exam or diagnosis name read; longer text is not a name (it would be echoed whole).
-MAX_NAME_CHARS = 300
+#: Longest exam name read; longer text is not an exam's name. (A diagnosis has no limit of
+#: its own: the examiner reads a long one, and scores a list of diagnoses 0.)
+MAX_EXAM_NAME_CHARS = 300
 
 
 def _checked_name(kind: Literal["exam", "diagnosis"], raw: str) -> str:
@@ -68,9 +69,9 @@ def _checked_name(kind: Literal["exam", "diagnosis"], raw: str) -> str:
         raise InvalidAction(
             f"The {'exam name' if kind == 'exam' else kind} is empty. {FORMAT_HELP}"
         )
-    if len(name) > MAX_NAME_CHARS:
+    if kind == "exam" and len(name) > MAX_EXAM_NAME_CHARS:
         raise InvalidAction(
-            f"The {kind} {excerpt(name)} is longer than {MAX_NAME_CHARS} characters; "
+            f"The {kind} {excerpt(name)} is longer than {MAX_EXAM_NAME_CHARS} characters; "
             f"name one {kind} in a few words. {FORMAT_HELP}"
         )
     return name
