@@ -70,6 +70,7 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
     table = Table(
         title=title,
         caption="Intervals: 95% bootstrap over episodes (n = episodes averaged).",
+        caption_justify="left",
     )
     table.add_column("metric", style="bold")
     table.add_column("mean", justify="right")
@@ -89,14 +90,18 @@ def interval_note(summary: dict[str, Any]) -> str | None:
     """Why pass@1 and the success mean carry different intervals, when both are shown."""
     success = summary.get("metrics", {}).get("success")
     pass1 = summary.get("pass_at_k", {}).get("1")
-    if not success or not pass1:
+    several = summary.get("counts", {}).get("samples_per_task", {}).get("max", 1) > 1
+    if not success or not pass1 or not several:  # one episode per task: the same interval
         return None
+    unit = summary.get("aggregates", {}).get("success", {}).get("mean", {}).get("resampled")
     return (
-        f"pass@1 ({pass1['value']:.3f}) is the success mean ({success['value']:.3f}) averaged per "
-        "task, but its interval resamples tasks while the success mean's resamples episodes: "
-        "the first includes how much tasks differ from one another (another draw of tasks "
-        "could score differently), the second only how precisely these episodes fix the mean, "
-        "so pass@1's is wider when tasks differ in difficulty."
+        f"pass@1 ({pass1['value']:.3f}) and the success metric above ({success['value']:.3f}) "
+        "average the same episodes, but their intervals resample different units: pass@1's "
+        "resamples tasks, so it includes how much tasks differ (another draw of tasks could "
+        "score differently), while the success metric's resamples episodes and says only how "
+        "precisely these episodes fix the mean; pass@1's is wider when tasks differ in "
+        "difficulty."
+        + (f" The 'success mean/median/iqm/optimality_gap' rows resample {unit}." if unit else "")
     )
 
 
@@ -105,7 +110,11 @@ def print_task_statistics(summary: dict[str, Any]) -> None:
     each with what its interval resampled."""
     from rich.table import Table
 
-    table = Table(title="per-task statistics (95% intervals)", caption=interval_note(summary))
+    table = Table(
+        title="per-task statistics (95% intervals)",
+        caption=interval_note(summary),
+        caption_justify="left",
+    )
     table.add_column("statistic", style="bold")
     table.add_column("value", justify="right")
     table.add_column("resampled", style="dim")
