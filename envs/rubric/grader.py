@@ -111,8 +111,7 @@ _NEGATION_BEFORE = re.compile(
     re.IGNORECASE,
 )
 _NEGATION_AFTER = re.compile(
-    r"^\W*(?:\w+\W+){0,3}?(?:is|are|was|were|be|seems?|looks?)?\s*"
-    r"(?:not|unlikely|ruled out|excluded|unnecessary|not needed|not indicated|not required|negative)\b",
+    r"^\W*(?:\w+\W+){0,3}?(?:not\b|\w+n't\b|unlikely|ruled out|excluded|unnecessary|negative\b)",
     re.IGNORECASE,
 )
 _HEDGE = re.compile(
@@ -128,7 +127,10 @@ CUE_WINDOW_WORDS = 6
 def _clause_bounds(text: str, start: int, end: int) -> tuple[str, str]:
     """The text of the match's clause before it (its last words) and after it."""
     before = text[:start]
-    ends = [m.end() for m in _CLAUSE_END.finditer(before)]
+    ends = [m.end() for m in _CLAUSE_END.finditer(before)] + [
+        m.end() for m in re.finditer(",", before)
+    ]
+    ends.sort()
     before = before[ends[-1] :] if ends else before
     before = " ".join(before.split()[-CUE_WINDOW_WORDS:])
     after = text[end:]
