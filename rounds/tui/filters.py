@@ -3,14 +3,15 @@
 Fields: ``env``, ``task``, ``agent``, ``model``, ``seed``, ``outcome``, ``reward``,
 ``turns``, ``step``, ``group``, ``success``, ``truncated``. Operators: ``=``, ``!=``,
 ``>``, ``>=``, ``<``, ``<=`` and ``~`` (contains). Examples: ``outcome>0``,
-``env~Diag turns<=3``, ``success=false``.
+``env~Diag turns<=3``, ``success=false``. The metrics an env declares for the replay
+(the list's metric columns) are fields too, e.g. ``score>=0.5``.
 """
 
 from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rounds.tui.index import EpisodeRow
@@ -29,7 +30,7 @@ FIELDS: dict[str, str] = {
     "success": "success",
     "truncated": "truncated",
 }
-_CLAUSE = re.compile(r"^(?P<field>[a-z_]+)\s*(?P<op>!=|>=|<=|=|>|<|~)\s*(?P<value>.+)$")
+_CLAUSE = re.compile(r"^(?P<field>[a-z_][a-z0-9_]*)\s*(?P<op>!=|>=|<=|=|>|<|~)\s*(?P<value>.+)$")
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq,
     "!=": operator.ne,
@@ -55,34 +56,44 @@ def _convert(field: str, value: str) -> Any:
             return int(value)
         except ValueError as err:
             raise FilterError(f"{field} takes a whole number, not {value!r}") from err
-    if field in ("outcome", "total_reward"):
+    if field in ("outcome", "total_reward") or field.startswith("metric:"):
         try:
             return float(value)
         except ValueError as err:
-            raise FilterError(
-                f"{field.replace('total_', '')} takes a number, not {value!r}"
-            ) from err
+            name = field.removeprefix("metric:").replace("total_", "")
+            raise FilterError(f"{name} takes a number, not {value!r}") from err
     return value
 
 
-def parse_filter(text: str) -> Callable[[EpisodeRow], bool]:
-    """A predicate over rows from filter text (empty text keeps every row)."""
+def _value(row: EpisodeRow, attribute: str) -> Any:
+    if attribute.startswith("metric:"):
+        return row.metrics.get(attribute.removeprefix("metric:"))
+    return getattr(row, attribute)
+
+
+def parse_filter(text: str, metrics: Sequence[str] = ()) -> Callable[[EpisodeRow], bool]:
+    """A predicate over rows from filter text (empty text keeps every row).
+
+    ``metrics`` are the metric names the run's env declared; each is a field too (an
+    episode without that metric never matches a clause on it).
+    """
+    fields = {**FIELDS, **{name: f"metric:{name}" for name in metrics if name not in FIELDS}}
     tests: list[Callable[[EpisodeRow], bool]] = []
-    for clause in re.split(r"[\s,]+(?=[a-z_]+\s*(?:!=|>=|<=|=|>|<|~))", text.strip()):
+    for clause in re.split(r"[\s,]+(?=[a-z_][a-z0-9_]*\s*(?:!=|>=|<=|=|>|<|~))", text.strip()):
         if not clause:
             continue
         match = _CLAUSE.match(clause.strip())
-        if match is None or match.group("field") not in FIELDS:
+        if match is None or match.group("field") not in fields:
             raise FilterError(
                 f"cannot read {clause!r}: write FIELD OP VALUE, e.g. outcome>0 or env~Diag; "
-                f"fields: {', '.join(FIELDS)}"
+                f"fields: {', '.join(fields)}"
             )
-        attribute = FIELDS[match.group("field")]
+        attribute = fields[match.group("field")]
         op, raw = match.group("op"), match.group("value").strip()
         if op == "~":
 
             def contains(row: EpisodeRow, a: str = attribute, n: str = raw.lower()) -> bool:
-                return n in str(getattr(row, a)).lower()
+                return n in str(_value(row, a)).lower()
 
             tests.append(contains)
             continue
@@ -95,7 +106,7 @@ def parse_filter(text: str) -> Callable[[EpisodeRow], bool]:
             v: Any = value,
             c: Callable[[Any, Any], bool] = compare,
         ) -> bool:
-            actual = getattr(row, a)
+            actual = _value(row, a)
             if actual is None:
                 return False
             try:

@@ -4,8 +4,10 @@ Opening a run of 100,000 episodes must not parse every episode, so the index
 keeps each line's byte offset and the fields the episode list shows. It is saved
 beside the file (``.episodes.index.json``) and reused on the next open when the
 file's head is unchanged; lines appended since (a run still being written) are
-indexed incrementally. Unreadable lines are skipped with a warning, and a last
-line without its newline waits until it is complete.
+indexed incrementally. Lines are decoded by :func:`rounds.storage.decode_line`,
+the readers' decoder: a line that is not a valid episode is never indexed (a
+warning names its line and the reason), and a last line without its newline
+waits until it is complete.
 """
 
 from __future__ import annotations
@@ -13,16 +15,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from rounds.records import Episode
-from rounds.storage import atomic_write_text
+from rounds.storage import JsonlLine, atomic_write_text, decode_line, scan_jsonl
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 HEAD_BYTES = 65_536
 
 
@@ -46,38 +47,42 @@ class EpisodeRow:
     success: bool = False
     step: int | None = None
     group: int | None = None
+    #: The values of the metrics the env declared for the replay (``Episode.meta``).
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _row(offset: int, length: int, line: int, data: dict[str, Any]) -> EpisodeRow:
-    raw_metrics, raw_meta = data.get("metrics"), data.get("meta")
-    metrics: dict[str, Any] = raw_metrics if isinstance(raw_metrics, dict) else {}
-    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
-    outcome = float(data.get("outcome") or 0.0)
-    success = metrics.get("success")
+def declared_metrics(episode: Episode) -> list[str] | None:
+    """The metrics the episode's env declared worth showing (``meta["replay_metrics"]``),
+    or ``None`` for a record written before envs declared them."""
+    names = episode.meta.get("replay_metrics")
+    return [str(n) for n in names] if isinstance(names, list) else None
 
-    def as_int(value: Any) -> int | None:
-        return (
-            int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-        )
 
+def _row(line: JsonlLine[Episode], episode: Episode) -> EpisodeRow:
+    declared = declared_metrics(episode)
     return EpisodeRow(
-        offset=offset,
-        length=length,
-        line=line,
-        id=str(data.get("id") or ""),
-        env_id=str(data.get("env_id") or ""),
-        task_id=str(data.get("task_id") or ""),
-        seed=as_int(data.get("seed")),
-        agent=str(data.get("agent") or ""),
-        model=str(data.get("model") or ""),
-        outcome=outcome,
-        total_reward=float(data.get("total_reward") or 0.0),
-        turns=len(data.get("turns") or []),
-        truncated=bool(data.get("truncated")),
-        success=bool(success > 0) if isinstance(success, int | float) else outcome > 0,
-        step=as_int(meta.get("step")),
-        group=as_int(meta.get("group")),
+        offset=line.offset,
+        length=line.length,
+        line=line.number,
+        id=episode.id,
+        env_id=episode.env_id,
+        task_id=episode.task_id or "",
+        seed=episode.seed,
+        agent=episode.agent,
+        model=episode.model or "",
+        outcome=episode.outcome,
+        total_reward=episode.total_reward,
+        turns=episode.num_turns,
+        truncated=episode.truncated,
+        success=episode.success,
+        step=_as_int(episode.meta.get("step")),
+        group=_as_int(episode.meta.get("group")),
+        metrics={k: episode.metrics[k] for k in declared or () if k in episode.metrics},
     )
+
+
+def _as_int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 @dataclass
@@ -89,7 +94,8 @@ class EpisodeIndex:
     end: int = 0
     lines: int = 0
     warnings: list[str] = field(default_factory=list)
-    _head: str = ""
+    #: Every metric the run's episodes declared for the replay, in first-seen order.
+    declared: list[str] = field(default_factory=list)
 
     @property
     def cache_path(self) -> Path:
@@ -117,10 +123,11 @@ class EpisodeIndex:
                 return False
             self.rows = [EpisodeRow(*values) for values in zip(*columns.values(), strict=True)]
             self.end, self.lines = int(data["end"]), int(data["lines"])
-            self.warnings = list(data.get("warnings", []))
+            self.warnings = [str(w) for w in data.get("warnings", [])]
+            self.declared = [str(n) for n in data.get("declared", [])]
             return True
         except (OSError, ValueError, KeyError, TypeError):
-            self.rows, self.end, self.lines = [], 0, 0
+            self.rows, self.end, self.lines, self.declared = [], 0, 0, []
             return False
 
     def save_cache(self) -> None:
@@ -135,70 +142,91 @@ class EpisodeIndex:
             "end": self.end,
             "lines": self.lines,
             "warnings": self.warnings[-50:],
+            "declared": self.declared,
             "columns": columns,
         }
         with contextlib.suppress(OSError):  # a read-only run directory: no cache, no harm
             atomic_write_text(self.cache_path, json.dumps(payload))
 
     def update(self, max_rows: int | None = None) -> list[EpisodeRow]:
-        """Index complete lines written since the last call (at most ``max_rows``); returns the new rows."""
+        """Index complete lines written since the last call (at most ``max_rows`` episodes);
+        returns the new rows. Lines that are not valid episodes are skipped with a warning."""
         if not self.path.exists():
             return []
         size = self.path.stat().st_size
         if size < self.end:  # the file was replaced: start over
-            self.rows, self.end, self.lines = [], 0, 0
+            self.rows, self.end, self.lines, self.declared = [], 0, 0, []
         new: list[EpisodeRow] = []
-        with self.path.open("rb") as handle:
-            handle.seek(self.end)
-            while max_rows is None or len(new) < max_rows:
-                raw = handle.readline()
-                if not raw or not raw.endswith(b"\n"):
-                    break  # end of file, or a line still being written
-                offset = self.end
-                self.end += len(raw)
-                self.lines += 1
-                if not raw.strip():
-                    continue
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    text = raw.decode("utf-8", "replace")
-                    self.warnings.append(
-                        f"line {self.lines}: bytes that are not UTF-8 were replaced"
-                    )
-                try:
-                    data = json.loads(text)
-                except json.JSONDecodeError as err:
-                    self.warnings.append(f"line {self.lines}: skipped, not JSON ({err.msg})")
-                    continue
-                if not isinstance(data, dict):
-                    self.warnings.append(f"line {self.lines}: skipped, not an episode record")
-                    continue
-                row = _row(offset, len(raw), self.lines, data)
+        if max_rows is not None and max_rows <= 0:
+            return new
+        lines = scan_jsonl(
+            self.path, model=Episode, offset=self.end, first_line=self.lines + 1, complete_only=True
+        )
+        for line in lines:
+            self.end = line.offset + line.length
+            self.lines = line.number
+            self.warnings += [str(problem) for problem in line.problems]
+            if line.value is not None:
+                for name in declared_metrics(line.value) or ():
+                    if name not in self.declared:
+                        self.declared.append(name)
+                row = _row(line, line.value)
                 new.append(row)
                 self.rows.append(row)
+                if max_rows is not None and len(new) >= max_rows:
+                    break
         return new
 
     def torn_tail(self) -> bool:
         """Whether the file ends in a line without its newline (a writer was interrupted, or is writing)."""
         return self.path.exists() and self.path.stat().st_size > self.end
 
-    def read(self, row: EpisodeRow) -> Episode:
-        """The full episode of ``row`` (unknown fields kept, bad bytes replaced)."""
-        with self.path.open("rb") as handle:
-            handle.seek(row.offset)
-            raw = handle.read(row.length)
-        return Episode.model_validate(json.loads(raw.decode("utf-8", "replace")))
+    def read(self, row: EpisodeRow) -> Episode | None:
+        """The full episode of ``row`` (unknown fields kept, bad bytes replaced), or ``None``
+        with a warning when its line no longer holds a valid episode (the file changed)."""
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(row.offset)
+                raw = handle.read(row.length)
+        except OSError as err:
+            self.warnings.append(f"line {row.line}: cannot be read ({err})")
+            return None
+        line = decode_line(raw, row.line, Episode)
+        if line.value is None:
+            self.warnings += [str(problem) for problem in line.problems]
+        return line.value
 
     def search(self, text: str, rows: list[EpisodeRow]) -> Iterator[EpisodeRow]:
-        """Rows whose line contains ``text`` (case-insensitive, in observations, actions or anything)."""
-        # The text as it appears inside a JSON string (quotes and newlines escaped).
-        needle = json.dumps(text, ensure_ascii=False)[1:-1].lower().encode("utf-8")
+        """Rows whose observations or actions contain ``text`` (case-insensitive).
+
+        Observations include the env's last reply (``meta["final_observation"]``). A
+        line is decoded only when its raw bytes could hold the text, so a search
+        over 100,000 episodes reads the file once and parses the few candidates.
+        """
+        wanted = text.lower()
+        if not wanted:
+            return
+        # The text as it appears inside a JSON string (quotes and newlines escaped); a
+        # needle with other characters may be written as \u escapes, so decode every line.
+        needle = json.dumps(wanted)[1:-1].encode("ascii") if wanted.isascii() else b""
         with self.path.open("rb") as handle:
             for row in rows:
                 handle.seek(row.offset)
-                if needle in handle.read(row.length).lower():
+                raw = handle.read(row.length)
+                if needle and needle not in raw.lower():
+                    continue
+                episode = decode_line(raw, row.line, Episode).value
+                if episode is not None and wanted in _searchable_text(episode):
                     yield row
+
+
+def _searchable_text(episode: Episode) -> str:
+    """What the replay's search looks in: every observation and action, lower-cased."""
+    parts = [t.observation for t in episode.turns] + [t.action for t in episode.turns]
+    final = episode.meta.get("final_observation")
+    if isinstance(final, str):
+        parts.append(final)
+    return "\n".join(parts).lower()
 
 
 def open_index(path: Path, *, cached: bool = True) -> EpisodeIndex:
@@ -207,7 +235,3 @@ def open_index(path: Path, *, cached: bool = True) -> EpisodeIndex:
     if cached:
         index.load_cache()
     return index
-
-
-def file_size(path: Path) -> int:
-    return os.path.getsize(path) if path.exists() else 0
