@@ -19,7 +19,6 @@ import numpy as np
 
 from rounds.envs.gui.apps import APP_NAMES, TEMPLATES, generate_device
 from rounds.envs.gui.device import Device
-from rounds.envs.gui.render import render_png
 from rounds.envs.gui.tasks import SPLIT_SIZES, Task, parse_task_id, task_id, task_seed
 from rounds.envs.gui.widgets import SCREEN_HEIGHT, Screen, Widget, body_top
 
@@ -162,6 +161,8 @@ class AppsBackend(Backend):
         return self.task.verify(self.device, answer)
 
     def screenshot(self) -> bytes:
+        from rounds.envs.gui.render import render_png  # Pillow only when screenshots are asked for
+
         return render_png(self.device.screen(), dark=self.device.app("settings").dark_mode)
 
     def snapshot(self) -> Any:

@@ -26,10 +26,6 @@ TEXT_LINE_HEIGHT = 18
 #: A pixel box ``(x1, y1, x2, y2)``, ``x2``/``y2`` exclusive.
 Box = tuple[int, int, int, int]
 
-#: Roles whose widgets respond to a click.
-CLICKABLE_ROLES = frozenset(
-    {"button", "listitem", "switch", "checkbox", "radio", "tab", "menuitem", "textbox"}
-)
 #: Height of each role in the body, in pixels.
 ROLE_HEIGHT = {
     "button": 40,
@@ -78,9 +74,8 @@ class Widget:
 
     @property
     def clickable(self) -> bool:
-        return self.role in CLICKABLE_ROLES and (
-            self.on_click is not None or self.role == "textbox"
-        )
+        """A click does something: the widget has a handler, or it is a field to focus."""
+        return self.on_click is not None or self.role == "textbox"
 
     @property
     def editable(self) -> bool:
@@ -272,7 +267,7 @@ def describe(widget: Widget) -> str:
     parts = [f"[{widget.id}] {widget.role}"]
     if widget.label:
         parts.append(_quote(widget.label))
-    if widget.role == "textbox":
+    if widget.role in ("textbox", "combobox"):
         parts.append(f"value={_quote(widget.value or '')}")
     if widget.checked is not None:
         if widget.role in ("radio", "tab"):
