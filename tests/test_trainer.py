@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -15,22 +16,17 @@ import numpy as np
 import pytest
 import torch
 import toy_envs  # noqa: F401  (registers toys/Vowel-v0 and toys/Vowels3-v0)
+from conftest import TOY_TRAINING, TrainedRun
 
 from rounds.shaping import RewardShaping
 from rounds.storage import RunDir
-from rounds.trainers import GRPOConfig, GRPOTrainer, LoRAConfig
-from rounds.trainers.info_gain import answer_logprobs, information_gains
+from rounds.trainers import GRPOConfig, GRPOTrainer, LoRAConfig, ResumeError
+from rounds.trainers.advantages import group_advantages, step_group_advantages
+from rounds.trainers.info_gain import answer_logprobs, information_gains, turn_contexts
+from rounds.trainers.scoring import shape_group
 from rounds.trainers.sequences import build_sequence
 
-TOY = {
-    "model": "tiny",
-    "tasks_per_step": 4,
-    "group_size": 8,
-    "max_new_tokens": 4,
-    "max_episode_tokens": 256,
-    "micro_batch_size": 32,
-    "checkpoint_every": 100,
-}
+TOY = TOY_TRAINING
 
 
 def trainer(tmp_path: Path, name: str = "run", **settings: object) -> GRPOTrainer:
@@ -54,18 +50,22 @@ def test_outcome_grpo_learns_a_single_turn_toy(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_turn_level_rewards_learn_a_multi_turn_toy_faster_than_outcome_only(tmp_path: Path) -> None:
-    common = {"env_id": "toys/Vowels3-v0", "steps": 16, "learning_rate": 2e-2}
+def test_turn_level_rewards_learn_a_multi_turn_toy_faster_than_outcome_only(
+    tmp_path: Path, vowels3_turn_run: TrainedRun
+) -> None:
     outcome_only = success_curve(
         trainer(
             tmp_path,
             "outcome",
+            env_id="toys/Vowels3-v0",
+            steps=16,
+            learning_rate=2e-2,
             advantage="outcome",
             shaping=RewardShaping(weights={"turn": 0.0}),
-            **common,
         )
     )
-    turn_level = success_curve(trainer(tmp_path, "turn", advantage="turn", **common))
+    turn_level = vowels3_turn_run.curve
+    assert len(turn_level) == 16
     assert np.mean(turn_level[-3:]) >= 0.8
     assert np.mean(outcome_only[-3:]) <= 0.3
     first = lambda curve: next((i for i, s in enumerate(curve) if s >= 0.5), len(curve))  # noqa: E731
@@ -77,17 +77,18 @@ def parameters(t: GRPOTrainer) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_parameters(tmp_path: Path) -> None:
+def test_killed_run_resumes_to_the_same_parameters(
+    tmp_path: Path, vowels3_turn_run: TrainedRun
+) -> None:
+    # The uninterrupted run is the shared 16-step one: its weights after step 6 are what six
+    # steps of the same settings give (nothing before step 6 depends on the step count).
     settings = {
-        "env_id": "toys/Vowels3-v0",
+        **{k: vowels3_turn_run.settings[k] for k in ("env_id", "learning_rate", "advantage")},
         "steps": 6,
-        "learning_rate": 1e-2,
         "checkpoint_every": 1,
         "keep_checkpoints": 2,
     }
-    straight = trainer(tmp_path, "straight", **settings)
-    straight.train()
-    expected = parameters(straight)
+    expected = vowels3_turn_run.snapshots[6]
 
     out = tmp_path / "killed"
     script = (
@@ -203,19 +204,19 @@ def test_a_short_run_on_a_real_env_writes_a_valid_run_directory(
     assert (run.checkpoints_path / "step-000002" / "model" / "config.json").exists()
 
 
-def test_resume_keeps_the_initial_kl_reference_and_takes_a_loaded_model(tmp_path: Path) -> None:
+def test_resume_keeps_the_initial_kl_reference_and_takes_a_loaded_model(
+    tmp_path: Path, vowel_run: TrainedRun
+) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rounds.models import resolve_model
 
-    settings = {"env_id": "toys/Vowel-v0", "steps": 1, "learning_rate": 1e-2, "kl_coef": 0.1}
-    first = trainer(tmp_path, **settings)
-    initial = parameters(first)
-    first.train()
-    trained = parameters(first)
+    initial, trained = vowel_run.initial, vowel_run.trained
     assert any(not torch.equal(trained[k], initial[k]) for k in initial)
+    out = vowel_run.copy_to(tmp_path / "run")
+    settings = {**vowel_run.settings, "output_dir": str(out)}
 
-    resumed = trainer(tmp_path, **{**settings, "steps": 2})
+    resumed = GRPOTrainer(config=GRPOConfig(**{**settings, "steps": 2}))
     assert resumed.start_step == 1 and resumed.reference is not None
     reference = {k: v.detach().cpu() for k, v in resumed.reference.state_dict().items()}
     assert all(torch.equal(reference[k], initial[k]) for k in initial)  # not the checkpoint
@@ -228,26 +229,133 @@ def test_resume_keeps_the_initial_kl_reference_and_takes_a_loaded_model(tmp_path
     loaded = GRPOTrainer(
         model=model,
         tokenizer=AutoTokenizer.from_pretrained(path),
-        config=GRPOConfig(**{**TOY, **settings, "steps": 2, "output_dir": str(tmp_path / "run")}),
+        config=GRPOConfig(**{**settings, "steps": 2}),
     )
     assert loaded.start_step == 1
     assert all(p.dtype == torch.float32 for p in loaded.policy.parameters())  # master weights
     assert all(torch.equal(parameters(loaded)[k], trained[k]) for k in trained)
 
 
-def test_lora_kl_and_step_groups(tmp_path: Path) -> None:
-    t = trainer(
-        tmp_path,
-        env_id="toys/Vowels3-v0",
-        steps=2,
-        learning_rate=1e-2,
-        kl_coef=0.1,
-        step_group_weight=0.5,
-        advantage="turn",
-        lora=LoRAConfig(r=4, alpha=8),
-        checkpoint_every=1,
+def test_resume_refuses_settings_that_change_the_run(tmp_path: Path, vowel_run: TrainedRun) -> None:
+    out = vowel_run.path  # refusals write nothing, so the shared run is used in place
+    saved = (out / "config.yaml").read_text()
+    base = {**vowel_run.settings, "output_dir": str(out)}
+    for changes, named in (
+        ({"env_id": "toys/Vowels3-v0"}, ["env_id ('toys/Vowel-v0' -> 'toys/Vowels3-v0')"]),
+        ({"group_size": 4, "seed": 3}, ["group_size (8 -> 4)", "seed (0 -> 3)"]),
+        ({"shaping": RewardShaping(gate_threshold=0.5)}, ["shaping ("]),
+        ({"model": str(tmp_path / "another-model")}, ["model ('tiny' -> "]),
+    ):
+        with pytest.raises(ResumeError) as refused:
+            GRPOTrainer(config=GRPOConfig(**{**base, **changes}))
+        message = str(refused.value)
+        assert all(name in message for name in named), message
+        assert "resume: false" in message and "steps" in message  # what to do, what may change
+    assert (out / "config.yaml").read_text() == saved  # not overwritten by a refused resume
+
+    # Safe changes resume: more steps, logging, checkpoint and evaluation cadence.
+    copy = vowel_run.copy_to(tmp_path / "safe")
+    safe = GRPOTrainer(
+        config=GRPOConfig(
+            **{
+                **base,
+                "output_dir": str(copy),
+                "steps": 5,
+                "log_episodes": False,
+                "checkpoint_every": 2,
+                "eval_every": 3,
+                "progress": False,
+            }
+        )
     )
+    assert safe.start_step == 1 and RunDir(copy).read_config()["steps"] == 5
+
+
+def test_an_unreadable_config_refuses_to_resume_with_the_reason(
+    tmp_path: Path, vowel_run: TrainedRun
+) -> None:
+    from typer.testing import CliRunner
+
+    from rounds.cli import app
+
+    out = vowel_run.copy_to(tmp_path / "run")
+    settings = {**vowel_run.settings, "output_dir": str(out), "steps": 2}
+    for damage, reason in (
+        ("env_id: [unclosed\n", "unreadable"),
+        ("- a list\n- of things\n", "not a mapping"),
+        ("group_size: many\n", "not a valid training config"),
+    ):
+        (out / "config.yaml").write_text(damage)
+        with pytest.raises(ResumeError, match=reason):
+            GRPOTrainer(config=GRPOConfig(**settings))
+        assert (out / "config.yaml").read_text() == damage
+    (out / "config.yaml").write_bytes(b"\xff\xfe not text")
+    result = CliRunner().invoke(
+        app,
+        ["train", "--env", "toys/Vowel-v0", "--steps", "2", "--out", str(out)],
+        terminal_width=400,
+    )
+    assert result.exit_code == 2 and "unreadable" in result.output, result.output
+    assert "resume: false" in result.output
+
+
+def test_the_python_api_shows_progress_while_it_trains(
+    tmp_path: Path,
+    vowel_run: TrainedRun,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    out = vowel_run.copy_to(tmp_path / "run")
+    caplog.set_level(logging.INFO, logger="rounds.trainers")
+    GRPOTrainer(
+        config=GRPOConfig(**{**vowel_run.settings, "output_dir": str(out), "steps": 2})
+    ).train()
+    shown = capsys.readouterr().out
+    assert "Resuming from step 1" in shown
+    assert "GRPO step" in shown and "2/2" in shown and "reward" in shown and "loss" in shown
+    assert any(r.getMessage().startswith("step 2/2: reward") for r in caplog.records)
+
+    # progress: false draws nothing (the log lines stay).
+    quiet = vowel_run.copy_to(tmp_path / "quiet")
+    settings = {**vowel_run.settings, "output_dir": str(quiet), "steps": 2, "progress": False}
+    GRPOTrainer(config=GRPOConfig(**settings)).train()
+    assert "GRPO step" not in capsys.readouterr().out
+
+
+def test_lora_kl_and_step_groups(tmp_path: Path) -> None:
+    settings = {
+        "env_id": "toys/Vowels3-v0",
+        "steps": 2,
+        "learning_rate": 1e-2,
+        "kl_coef": 0.1,
+        "step_group_weight": 0.5,
+        "advantage": "turn",
+        "lora": LoRAConfig(r=4, alpha=8),
+        "checkpoint_every": 1,
+    }
+    t = trainer(tmp_path, **settings)
     base = {k: v.clone() for k, v in t.policy.state_dict().items() if "lora" not in k}
+
+    # step_group_weight adds w * A^S to every turn's advantage: turns 2 and 3 of the toy see the
+    # same observation in every episode of a group, so they form anchor groups.
+    groups, _ = t.rollout(0)
+    scored = [t.score(group) for group in groups]
+    t.advantages(scored)
+    effect = 0.0
+    for group in scored:
+        rewards = [item.turn_rewards for item in group]
+        outcomes = [item.shaped.outcome for item in group]
+        observations = [[turn.observation for turn in item.rollout.episode.turns] for item in group]
+        plain = group_advantages(rewards, outcomes, observations, estimator="turn")
+        anchored = step_group_advantages(observations, rewards, outcomes)
+        for item, a, s in zip(group, plain, anchored, strict=True):
+            recorded = [turn.advantage for turn in item.rollout.episode.turns]
+            np.testing.assert_allclose(recorded, a + 0.5 * s, atol=1e-6)
+            effect += float(np.abs(s).sum())
+    assert effect > 0  # the anchor term changed some advantages
+
     metrics = t.train()
     assert metrics["kl"] > 0
     after = t.policy.state_dict()
@@ -255,17 +363,7 @@ def test_lora_kl_and_step_groups(tmp_path: Path) -> None:
     assert (
         Path(t.config.output_dir) / "checkpoints" / "step-000002" / "model" / "adapter_config.json"
     ).exists()
-    resumed = trainer(
-        tmp_path,
-        env_id="toys/Vowels3-v0",
-        steps=3,
-        learning_rate=1e-2,
-        kl_coef=0.1,
-        advantage="turn",
-        step_group_weight=0.5,
-        lora=LoRAConfig(r=4, alpha=8),
-        checkpoint_every=1,
-    )
+    resumed = trainer(tmp_path, **{**settings, "steps": 3})
     assert resumed.start_step == 2
     lora_keys = [k for k in after if "lora" in k]
     assert lora_keys and all(
@@ -310,11 +408,36 @@ def test_igpo_on_diaggym_adds_per_turn_information_gain(tmp_path: Path) -> None:
         max_new_tokens=6,
         max_turns=3,
         max_episode_tokens=4096,
-        info_gain_weight=1.0,
+        info_gain_weight=0.5,
+        info_gain_kind="logprob",  # a random tiny model gives its answers p ~ 1e-3
         advantage="turn",
     )
+    groups, _ = t.rollout(0)
+    scored = t.score(groups[0])
+    gains: list[float] = []
+    for item, shaped in zip(scored, shape_group(groups[0], t.config.shaping), strict=True):
+        rollout = item.rollout
+        answer = rollout.episode.meta["reset_info"]["answer"]
+        contexts = turn_contexts(rollout)
+        assert answer and len(contexts) >= 2
+        # log p_t from a teacher-forced pass of the answer after each turn;
+        # gain_t = log p_{t+1} - log p_t (the last turn answers, and gains nothing).
+        logps = answer_logprobs(
+            t.policy,
+            contexts,
+            t.tokenizer(answer, add_special_tokens=False).input_ids,
+            pad_id=t.tokenizer.pad_token_id,
+        )
+        expected = [b - a for a, b in itertools.pairwise(logps)] + [0.0]
+        assert item.info_gains == pytest.approx(expected, abs=1e-6)
+        # Each turn's reward is the shaped reward plus 0.5 x its gain.
+        assert item.turn_rewards == pytest.approx(
+            [r + 0.5 * g for r, g in zip(shaped.turn_rewards, expected, strict=True)], abs=1e-6
+        )
+        gains += expected
+    assert any(abs(g) > 1e-5 for g in gains)  # small for a random model, far above float noise
     metrics = t.train()
-    assert "info_gain_mean" in metrics and math.isfinite(metrics["info_gain_mean"])
+    assert math.isfinite(metrics["info_gain_mean"])
 
 
 def test_config_loads_from_yaml_and_rejects_unknown_settings(tmp_path: Path) -> None:
