@@ -12,7 +12,7 @@ export WANDB_MODE = offline
 export SE_OFFLINE = true
 export SE_AVOID_STATS = true
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: install
 ## The whole test suite.
 test: install
 	$(BIN)/python -m pytest
+
+## The edit loop: every test but those marked slow (`make test` still runs them all).
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: install
 	$(BIN)/ruff format --check .
