@@ -296,6 +296,13 @@ _JOINED_PREFIXES = ("pre", "post", "pseudo", "hyper", "hypo", "intra", "sub", "p
 _SPELLINGS = (
     (re.compile(r"(?<=[a-z])ae(?=[a-z])"), "e"),
     (re.compile(r"(?<=[a-z])oe(?=[a-z])"), "e"),
+    (re.compile(r"\bst[\s-]+segment\b"), "st"),
+)
+#: Nouns after which ``upper``/``lower``... name a body part, not a kind of disease
+#: ("right upper lobe pneumonia", "lower limb cellulitis").
+ANATOMY_NOUNS = frozenset(
+    {"lobe", "lobes", "extremity", "extremities", "limb", "limbs", "quadrant", "leg", "legs"}
+    | {"arm", "arms", "pole", "zone", "lid", "lip", "back", "abdomen", "chest", "eyelid"}
 )
 _SEPARATORS = frozenset({",", ";", "(", ")", "/", "and", "but", ":"})
 _TOKEN = re.compile(r"[a-z0-9]+|[,;()/?:]")
@@ -429,8 +436,14 @@ class DiagnosisMatcher:
         for tokens in names:
             for group, values in QUALIFIER_GROUPS.items():
                 for value in values:
-                    if _find(tokens, tuple(value.split())) >= 0:
-                        found.setdefault(group, set()).add(value)
+                    words = tuple(value.split())
+                    at = _find(tokens, words)
+                    while at >= 0:
+                        after = at + len(words)
+                        if after >= len(tokens) or tokens[after] not in ANATOMY_NOUNS:
+                            found.setdefault(group, set()).add(value)
+                            break
+                        at = _find(tokens, words, at + 1)
         return found
 
     # -------------------------------------------------------------- reading
@@ -533,6 +546,12 @@ class DiagnosisMatcher:
 
         negated: list[Mention] = []
         kept: list[Mention] = []
+        depth = 0
+        in_brackets: set[int] = set()
+        for i, token in enumerate(tokens[:head_end]):
+            depth = depth + 1 if token == "(" else max(depth - 1, 0) if token == ")" else depth
+            if depth and token != "(":
+                in_brackets.add(i)
         for mention in head:
             # the mention's clause: between the separators around it
             before = bisect.bisect_left(breaks, mention.start)
@@ -546,6 +565,11 @@ class DiagnosisMatcher:
             else:
                 kept.append(mention)
         hedged = cue_in("hedge", 0, head_end)
+        # A diagnosis in brackets restates or details the one before it ("pyelonephritis
+        # (complicated UTI)"); it counts only when the answer has none outside brackets.
+        outside = [m for m in kept if m.start not in in_brackets]
+        if outside:
+            kept = outside
         specific = [m for m in kept if not m.broader]
         committed = tuple(
             m for m in kept if not (m.broader and any(s.ids <= m.ids for s in specific))
