@@ -39,8 +39,14 @@ def test_every_registered_env_passes_check_env() -> None:
 
 
 def test_only_built_envs_are_registered() -> None:
+    """``import rounds`` registers exactly the built envs, each of which loads."""
+    from rounds.registration import BUILTIN_ENVS, env_class
+
     ours = sorted(k for k in gym.registry if k.startswith("rounds/"))
-    assert ours == ["rounds/DiagGym-v0", "rounds/Household-v0"]
+    assert ours == sorted(BUILTIN_ENVS)
+    assert {"rounds/DiagGym-v0", "rounds/Household-v0"} <= set(ours)
+    for env_id in ours:
+        assert env_class(env_id).__module__.startswith("rounds.envs.")
 
 
 def test_expert_solves_every_generated_task_over_600_seeds() -> None:
