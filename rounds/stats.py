@@ -35,6 +35,12 @@ class Interval(BaseModel):
     resampled: str | None = None
 
 
+#: Values of bootstrap resamples held in memory at once (bounds memory on huge runs).
+_RESAMPLE_BUDGET = 4_000_000
+#: Above this many values BCa's jackknife costs more than its correction is worth.
+_BCA_MAX_VALUES = 5_000
+
+
 def mean_interval(
     values: Sequence[float] | np.ndarray,
     *,
@@ -42,7 +48,8 @@ def mean_interval(
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> Interval:
-    """The mean of ``values`` with a BCa bootstrap interval.
+    """The mean of ``values`` with a BCa bootstrap interval (percentile above
+    :data:`_BCA_MAX_VALUES` values).
 
     Constant data has a zero-width interval at its value (BCa is undefined there).
     """
@@ -84,11 +91,21 @@ def _bootstrap_interval(
     ``methods`` whose interval is finite and contains ``value`` (BCa is undefined, or can
     exclude the estimate, when resampled values pile up on ties; the percentile
     interval always qualifies). ``options`` go to :func:`scipy.stats.bootstrap`, e.g.
-    ``paired``, ``vectorized``, ``batch``."""
+    ``paired``, ``vectorized``.
+
+    Memory stays bounded on huge runs: resamples are drawn in batches of at most
+    :data:`_RESAMPLE_BUDGET` values, and BCa (whose jackknife evaluates the statistic
+    once per value) is skipped above :data:`_BCA_MAX_VALUES` values, where its
+    corrections to the percentile interval are negligible (they shrink as 1/√n).
+    """
     import warnings
 
     from scipy import stats
 
+    total = sum(int(np.size(s)) for s in samples)
+    options.setdefault("batch", max(1, min(n_resamples, _RESAMPLE_BUDGET // max(total, 1))))
+    if total > _BCA_MAX_VALUES:
+        methods = tuple(m for m in methods if m != "BCa") or ("percentile",)
     for method in methods:
         with warnings.catch_warnings():  # a degenerate BCa falls through to the next method
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -193,9 +210,6 @@ AGGREGATES: dict[str, Callable[..., Any]] = {
     "optimality_gap": optimality_gap,
 }
 
-#: Values of a bootstrap resample held in memory at once (bounds memory on huge runs).
-_RESAMPLE_BUDGET = 4_000_000
-
 
 def stratified_interval(
     per_task: Sequence[Sequence[float]] | np.ndarray,
@@ -246,7 +260,6 @@ def stratified_interval(
             return aggregate(resampled_means, axis=-1)
 
         data: tuple[np.ndarray, ...] = tuple(tasks)
-        total = sum(t.size for t in tasks)
     else:
         if n < 2:
             return fixed(None, None)
@@ -256,7 +269,7 @@ def stratified_interval(
         def statistic(*samples: np.ndarray, axis: int = -1) -> Any:
             return aggregate(samples[0], axis=axis)
 
-        data, total = (means,), n
+        data = (means,)
     interval = _bootstrap_interval(
         data,
         statistic,
@@ -267,7 +280,6 @@ def stratified_interval(
         seed=seed,
         methods=("percentile",) if within else ("BCa", "percentile"),
         vectorized=True,
-        batch=max(1, min(n_resamples, _RESAMPLE_BUDGET // total)),
     )
     return interval.model_copy(update={"resampled": unit})
 

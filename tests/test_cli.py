@@ -44,6 +44,7 @@ def test_eval_writes_a_run_directory(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "success" in result.output and "95% interval" in result.output
+    assert "resample different units" not in result.output  # one episode per task: same units
     run = RunDir(out)
     episodes = list(run.episodes())
     assert len(episodes) == 12
@@ -390,7 +391,9 @@ def test_eval_summary_says_what_each_interval_resamples(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     text = flat(result.output)
     assert "Intervals: 95% bootstrap over episodes" in text
-    assert "but its interval resamples tasks while the success mean's resamples episodes" in text
+    assert "their intervals resample different units: pass@1's resamples tasks" in text
+    assert "the success metric's resamples episodes" in text
+    assert "'success mean/median/iqm/optimality_gap' rows resample samples within tasks" in text
     assert "samples within tasks" in text  # the aggregates' column, K = 2 for every task
     summary = RunDir(out).read_summary()
     assert summary["metrics"]["success"]["resampled"] == "episodes"
