@@ -89,10 +89,16 @@ class Browser:
 
 
 class BrowserPool:
-    """Idle browsers kept for reuse; every browser it starts is quit by :meth:`close_all`."""
+    """Idle browsers kept for reuse; every browser it starts is quit by :meth:`close_all`.
 
-    def __init__(self, max_idle: int = 4) -> None:
+    Args:
+        max_idle: browsers kept for reuse; more released ones are quit.
+        extra_arguments: further Chromium switches (e.g. ``--log-net-log=PATH`` to audit traffic).
+    """
+
+    def __init__(self, max_idle: int = 4, extra_arguments: tuple[str, ...] = ()) -> None:
         self.max_idle = max_idle
+        self.extra_arguments = extra_arguments
         self._idle: list[Browser] = []
         self._all: list[Browser] = []
         self._lock = threading.Lock()
@@ -139,7 +145,7 @@ class BrowserPool:
         profile = tempfile.mkdtemp(prefix=PROFILE_PREFIX)
         options = webdriver.ChromeOptions()
         options.binary_location = chromium
-        for argument in (*CHROMIUM_ARGUMENTS, f"--user-data-dir={profile}"):
+        for argument in (*CHROMIUM_ARGUMENTS, *self.extra_arguments, f"--user-data-dir={profile}"):
             options.add_argument(argument)
         try:
             driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)

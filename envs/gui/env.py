@@ -72,7 +72,9 @@ class GUIEnv(TextEnv):
 
     ## Arguments
     - ``backend``: ``"apps"`` (default) or ``"miniwob"`` (needs the ``[gui]`` extra
-      and Debian's ``chromium`` and ``chromium-driver``).
+      and Debian's ``chromium`` and ``chromium-driver``), or a
+      :class:`~rounds.envs.gui.backends.Backend` instance (e.g. a ``MiniWoBBackend``
+      with its own browser pool).
     - ``observation``: ``"a11y"``, ``"screenshot"`` or ``"both"``.
     - ``apps``: restrict the built-in tasks to these apps.
     - ``miniwob_tasks``: MiniWoB task names (default a set of click, type and form tasks).
@@ -108,7 +110,7 @@ class GUIEnv(TextEnv):
     def __init__(
         self,
         *,
-        backend: str = "apps",
+        backend: str | Backend = "apps",
         observation: str = "a11y",
         apps: Sequence[str] | None = None,
         miniwob_tasks: Sequence[str] | None = None,
@@ -120,11 +122,13 @@ class GUIEnv(TextEnv):
             raise ValueError(
                 f"unknown observation mode {observation!r}; choose one of {', '.join(OBSERVATION_MODES)}"
             )
-        if backend not in BACKENDS:
+        if not isinstance(backend, Backend) and backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.observation_mode = observation
         self.backend: Backend
-        if backend == "miniwob":
+        if isinstance(backend, Backend):
+            self.backend = backend
+        elif backend == "miniwob":
             from rounds.envs.gui.miniwob_backend import MiniWoBBackend
 
             self.backend = MiniWoBBackend(miniwob_tasks)

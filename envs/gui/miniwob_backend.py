@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any
 
 from rounds.envs.gui.backends import Backend, Begun
-from rounds.envs.gui.browser import POOL, Browser
+from rounds.envs.gui.browser import POOL, Browser, BrowserPool
 from rounds.envs.gui.tasks import SPLIT_SIZES
 from rounds.envs.gui.widgets import Screen, Widget
 
@@ -101,11 +101,18 @@ class MiniWoBBackend(Backend):
         tasks: MiniWoB task names (default :data:`DEFAULT_TASKS`).
         episode_time_s: MiniWoB's own episode timer (10 s in the benchmark, too short for
             an LLM agent); the page ends the episode with reward -1 after it.
+        pool: where browsers come from (default: the process's pool).
     """
 
     name = "miniwob"
 
-    def __init__(self, tasks: Sequence[str] | None = None, episode_time_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        tasks: Sequence[str] | None = None,
+        episode_time_s: float = 600.0,
+        pool: BrowserPool | None = None,
+    ) -> None:
+        self.pool = pool or POOL
         self.tasks = list(tasks) if tasks is not None else list(DEFAULT_TASKS)
         for task in self.tasks:
             task_page(task)  # unknown names fail here, before a browser starts
@@ -135,7 +142,7 @@ class MiniWoBBackend(Backend):
     @property
     def driver(self) -> Any:
         if self.browser is None:
-            self.browser = POOL.acquire()
+            self.browser = self.pool.acquire()
         return self.browser.driver
 
     def begin(self, task: str) -> Begun:
@@ -302,7 +309,7 @@ class MiniWoBBackend(Backend):
     def close(self) -> None:
         if self.browser is not None:
             browser, self.browser, self._page = self.browser, None, ""
-            POOL.release(browser)
+            self.pool.release(browser)
 
 
 def _box(node: dict[str, Any]) -> tuple[int, int, int, int]:
