@@ -133,3 +133,20 @@ def test_async_vector_env_with_default_shared_memory_matches_sync(env_id: str) -
         assert isinstance(stepped, tuple) and all(isinstance(o, str) and o for o in stepped)
         results[mode] = (observations, stepped, rewards.tolist(), list(infos["invalid_action"]))
     assert results["async"] == results["sync"]
+
+
+def test_async_vector_env_with_spawned_workers() -> None:
+    """Spawned workers register TextSpace's shared-memory functions when they unpickle the space."""
+    envs = gym.make_vec(
+        "rounds/Household-v0",
+        num_envs=2,
+        vectorization_mode="async",
+        vector_kwargs={"context": "spawn"},
+    )
+    try:
+        observations, _ = envs.reset(seed=[0, 1])
+        stepped, *_ = envs.step(("inventory", "inventory"))
+    finally:
+        envs.close()
+    assert all(o.startswith("You are in the middle of") for o in observations)
+    assert stepped == ("You are not carrying anything.",) * 2
