@@ -12,10 +12,12 @@ learns every loophole of its verifier. The rules, in the order they apply:
    before a connector that introduces a cause or complication (``due to``,
    ``precipitated by``, ``with``, ``secondary to``...), so "DKA precipitated by
    pneumonia" is DKA. A head that names several diagnoses (a differential or a
-   shotgun list), hedges (``possible``, ``rule out``, ``unlikely``, ``?``, ``or``,
-   ``vs``) or only negates (``no``, ``not``, ``ruled out``, ``excluded``) commits
-   to nothing and scores 0; :meth:`DiagnosisMatcher.commitment` says why.
-   ``likely``, ``probable``, ``presumed`` and ``suspected`` are a commitment.
+   shotgun list), hedges (``possible``, ``rule out``, ``?``, ``or``, ``vs``) or
+   only negates (``no``, ``not``, ``unlikely``, ``ruled out``, ``excluded``)
+   commits to nothing and scores 0; :meth:`DiagnosisMatcher.commitment` says why.
+   A negated diagnosis beside a committed one is fine ("pneumonia; PE ruled out"),
+   and one in brackets restates the one before it ("pyelonephritis (complicated
+   UTI)"). ``likely``, ``probable``, ``presumed`` and ``suspected`` are a commitment.
 3. **Whole catalogue phrases.** A diagnosis is recognised only as a whole name,
    alias or broader term of the catalogue, word for word (longest first), never
    as a short key inside a longer word (``PE`` is not in "pericarditis",
@@ -29,7 +31,8 @@ learns every loophole of its verifier. The rules, in the order they apply:
    values its own names use; another value of that group is a different disease
    ("viral meningitis" is not bacterial meningitis). ``non-`` and ``pseudo-``
    words (:data:`NEGATING_PREFIXES`) change any disease whose names lack them.
-   Other words (anatomy, organism, severity: "inferior STEMI") are detail.
+   Other words (anatomy, organism, severity: "inferior STEMI") are detail, and so
+   is ``upper``/``lower`` before a body part (:data:`ANATOMY_NOUNS`).
 5. **Broader terms** (the catalogue's top-level ``broader_terms``, e.g. "ACS" for
    STEMI) do not score by default, as the LLM judge's prompt says;
    ``accept_broader=True`` accepts them.
@@ -38,8 +41,10 @@ Everything is read from the catalogue (names, aliases, ``broader_terms``), so a
 new disease needs no code: its names give its phrases and its allowed qualifiers
 (a name "Acute viral hepatitis" makes "alcoholic hepatitis" a different disease).
 A truth outside the catalogue (a DiagBench text) is compared by its head: the
-answer's head must contain the truth's head word for word, with no conflicting
-qualifier.
+answer's head must contain the truth's head word for word with at most
+:data:`MAX_DETAIL_WORDS` words of detail and no conflicting qualifier, or hold the
+truth's main word with the rest of the truth as its cause ("liver abscess due to
+Klebsiella" for "Klebsiella liver abscess").
 """
 
 from __future__ import annotations
