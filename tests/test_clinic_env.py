@@ -14,18 +14,25 @@ from fake_openai import completion_body, fake_openai_server
 import rounds  # noqa: F401
 from rounds.actions import InvalidAction
 from rounds.envs.clinic.env import DiagGymEnv
+from rounds.envs.clinic.cases import bank_case, bank_ids
+from rounds.envs.clinic.knowledge import load_knowledge
 from rounds.envs.clinic.parsing import parse_action
+
+#: The first test case of acute decompensated heart failure in the bank.
+HEART_FAILURE = next(
+    i for i in bank_ids("test") if bank_case(load_knowledge(), i).diagnosis == "heart_failure"
+)
 
 
 @pytest.fixture()
 def env() -> DiagGymEnv:
     clinic = DiagGymEnv(split="test")
-    clinic.reset(options={"task_id": "rounds-test-0003"})  # acute decompensated heart failure
+    clinic.reset(options={"task_id": HEART_FAILURE})  # acute decompensated heart failure
     return clinic
 
 
 def test_reset_shows_the_case_and_hides_the_answer(env: DiagGymEnv) -> None:
-    observation, info = env.reset(options={"task_id": "rounds-test-0003"})
+    observation, info = env.reset(options={"task_id": HEART_FAILURE})
     assert observation.startswith("- Patient Information:") and "Vital Signs" in observation
     assert info["answer"] == "Acute decompensated heart failure"
     assert "heart failure" not in observation.lower().split("past medical history")[0]
@@ -136,7 +143,7 @@ def test_default_reward_reproduces_diagagent(env: DiagGymEnv) -> None:
     assert info["outcome"] == pytest.approx(1.6)
     assert info["metrics"]["exam_f1"] == 1.0 and info["metrics"]["hit_ratio"] == 1.0
     # Wrong diagnosis, half the reference exams and one extra: P = 3/4, R = 3/6, F1 = 0.6.
-    env.reset(options={"task_id": "rounds-test-0003"})
+    env.reset(options={"task_id": HEART_FAILURE})
     for exam in ("BNP", "CXR", "ECG", "lipase"):
         env.step(f"exam: {exam}")
     _, reward, _, _, info = env.step("diagnosis: pneumonia")
@@ -372,13 +379,13 @@ def test_llm_judge_decides_and_falls_back_to_aliases() -> None:
         env = DiagGymEnv(
             judge="llm", judge_options={"model": "judge", "base_url": base_url, "max_retries": 0}
         )
-        env.reset(options={"task_id": "rounds-test-0003"})  # heart failure
+        env.reset(options={"task_id": HEART_FAILURE})  # heart failure
         assert env.step("diagnosis: failing heart muscle")[4]["metrics"]["diagnosis_correct"] == 1.0
-        env.reset(options={"task_id": "rounds-test-0003"})
+        env.reset(options={"task_id": HEART_FAILURE})
         assert (
             env.step("diagnosis: acute heart failure")[4]["metrics"]["diagnosis_correct"] == 0.0
         )  # the judge said no
-        env.reset(options={"task_id": "rounds-test-0003"})
+        env.reset(options={"task_id": HEART_FAILURE})
         assert (
             env.step("diagnosis: broken")[4]["metrics"]["diagnosis_correct"] == 0.0
         )  # alias fallback

@@ -30,10 +30,13 @@ from rounds.envs.clinic.knowledge import (
     NumericFeature,
     Sex,
 )
+from rounds.envs.clinic.physiology import DERIVATIONS, Latent, Measurer, rhythm_text
 
 #: Bumped whenever generation changes, so bank ids never silently name other cases.
-BANK_VERSION = "v0"
+BANK_VERSION = "v1"
 BANK_SIZES = {"train": 800, "validation": 200, "test": 200}
+#: Re-draws of a case's values (never its levels) until its diagnosis' criteria hold.
+CRITERIA_TRIES = 60
 
 
 def stable_seed(*parts: object) -> int:
@@ -43,7 +46,7 @@ def stable_seed(*parts: object) -> int:
 
 @dataclass(frozen=True)
 class Case:
-    """A generated patient: the diagnosis, and what the presentation reveals."""
+    """A generated patient: the diagnosis, the presentation, and one latent physiological state."""
 
     note_id: str
     diagnosis: str
@@ -52,17 +55,22 @@ class Case:
     sex: Sex
     complaint: str
     symptoms: dict[str, str]
-    """Each symptom: ``present``, ``denied`` or ``unmentioned``."""
+    """Each symptom asked about: ``present``, ``denied`` or ``unmentioned`` (the complaint's own
+    symptoms and those of the other sex are not listed)."""
     history: dict[str, str]
-    vitals: dict[str, tuple[str, float]]
-    """Each vital sign: its level and value."""
+    state: dict[str, Latent]
+    """Every latent variable's level and value; every result is computed from it."""
+    noise: dict[str, tuple[float, float]]
+    """Fixed random draws of each derived value (assay noise, compensation)."""
+    vital_keys: tuple[str, ...] = ()
+    """The latent variables the vital signs reveal."""
 
     def observations(self) -> dict[str, str]:
         """Every presentation feature's observed level, keyed as in the knowledge base."""
         obs = {"age_band": self.age_band, "sex": self.sex, "complaint": self.complaint}
         obs.update({f"symptoms.{k}": v for k, v in self.symptoms.items()})
         obs.update({f"history.{k}": v for k, v in self.history.items()})
-        obs.update({f"vitals.{k}": level for k, (level, _) in self.vitals.items()})
+        obs.update({k: self.state[k].level for k in self.vital_keys})
         return obs
 
 
@@ -75,15 +83,31 @@ def _draw(table_cumulative: np.ndarray, u: float) -> int:
     )
 
 
-def sample_value(feature: NumericFeature, level: str, sex: Sex, rng: np.random.Generator) -> float:
-    """A value of ``feature`` inside ``level``'s range, on the feature's precision grid.
+def sample_value(
+    feature: NumericFeature,
+    level: str,
+    sex: Sex,
+    rng: np.random.Generator,
+    within: tuple[float | None, float | None] | None = None,
+) -> float:
+    """A value of ``feature`` inside ``level``'s range (and ``within``), on the feature's grid.
 
-    Wide ranges (a factor of 4 or more, e.g. troponin 101-10000 ng/L) are sampled
-    log-uniformly, as such analytes are spread on a log scale.
+    Normal values follow a normal distribution centred in the reference range
+    (standard deviation a sixth of its width), as healthy people cluster around
+    the middle; wide abnormal ranges (a factor of 4 or more, e.g. troponin
+    101-10000 ng/L) are sampled log-uniformly, narrower ones uniformly.
     """
     low, high = feature.level_bounds(sex)[level]
+    if within is not None:
+        inner_low = low if within[0] is None else max(low, within[0])
+        inner_high = high if within[1] is None else min(high, within[1])
+        if inner_low <= inner_high:
+            low, high = inner_low, inner_high
     step = feature.step
-    if low > 0 and high / low >= 4:
+    if level == "normal" and high > low:
+        ref_low, ref_high = feature.reference(sex)
+        value = rng.normal((ref_low + ref_high) / 2, (ref_high - ref_low) / 6)
+    elif low > 0 and high / low >= 4:
         value = math.exp(rng.uniform(math.log(low), math.log(high)))
     else:
         value = rng.uniform(low, high)
@@ -95,6 +119,14 @@ def format_value(feature: NumericFeature, value: float) -> str:
     return f"{value:.{feature.decimals}f}"
 
 
+def _age(kb: KnowledgeBase, disease_id: str, band: str, rng: np.random.Generator) -> int:
+    low, high = kb.presentation.age_bands[band]
+    age_range = kb.disease(disease_id).age_range
+    if age_range is not None:
+        low, high = max(low, age_range[0]), min(high, age_range[1])
+    return int(rng.integers(low, high + 1))
+
+
 def sample_case(kb: KnowledgeBase, note_id: str, *, disease_id: str | None = None) -> Case:
     """Sample one patient; everything follows from ``note_id`` (and ``disease_id`` if given)."""
     rng = np.random.default_rng(stable_seed(BANK_VERSION, note_id))
@@ -103,23 +135,122 @@ def sample_case(kb: KnowledgeBase, note_id: str, *, disease_id: str | None = Non
     else:
         d = kb.disease_index[disease_id]
     disease = kb.diseases[d]
+    p = kb.presentation
 
-    def level_of(key: str) -> str:
-        table = kb.tables[key]
+    def level_of(key: str, complaint: str | None = None) -> str:
+        table = kb.table(key, complaint)
         return table.levels[_draw(table.cumulative[d], float(rng.random()))]
 
     age_band = level_of("age_band")
-    low, high = kb.presentation.age_bands[age_band]
-    age = int(rng.integers(low, high + 1))
+    age = _age(kb, disease.id, age_band, rng)
     sex: Sex = "female" if level_of("sex") == "female" else "male"
     complaint = level_of("complaint")
-    symptoms = {name: level_of(f"symptoms.{name}") for name in kb.presentation.symptoms}
-    history = {name: level_of(f"history.{name}") for name in kb.presentation.history}
-    vitals: dict[str, tuple[str, float]] = {}
-    for name, feature in kb.presentation.vitals.items():
-        level = level_of(f"vitals.{name}")
-        vitals[name] = (level, sample_value(feature, level, sex, rng))
-    return Case(note_id, disease.id, age, age_band, sex, complaint, symptoms, history, vitals)
+    own = set(p.complaint_symptoms.get(complaint, ()))
+    symptoms = {}
+    for name, item in p.symptoms.items():
+        level = level_of(f"symptoms.{name}", complaint)
+        if name not in own and item.sex in (None, sex):
+            symptoms[name] = level
+    history = {name: level_of(f"history.{name}") for name in p.history}
+    state, noise = sample_state(kb, disease.id, sex, rng)
+    return Case(
+        note_id,
+        disease.id,
+        age,
+        age_band,
+        sex,
+        complaint,
+        symptoms,
+        history,
+        state,
+        noise,
+        tuple(kb.vital_features),
+    )
+
+
+def sample_state(
+    kb: KnowledgeBase, disease_id: str, sex: Sex, rng: np.random.Generator
+) -> tuple[dict[str, Latent], dict[str, tuple[float, float]]]:
+    """One latent physiological state of a patient with ``disease_id``, and its noise draws.
+
+    Levels are drawn from the diagnosis' tables (so the exact posterior holds);
+    values within the levels are re-drawn until the diagnosis' criteria hold for
+    the reported values (DKA's pH, HHS' osmolality).
+    """
+    d = kb.disease_index[disease_id]
+    disease = kb.diseases[d]
+    levels: dict[str, str] = {}
+    for key, u in zip(kb.latent_keys, rng.random(len(kb.latent_keys)), strict=True):
+        table = kb.tables[key]
+        levels[key] = table.levels[_draw(table.cumulative[d], float(u))]
+    derived_criteria = {
+        k: v
+        for k, v in disease.criteria.items()
+        if (k not in kb.tables or k in kb.derived_keys) and not isinstance(v, list)
+    }
+    state: dict[str, Latent] = {}
+    noise: dict[str, tuple[float, float]] = {}
+    for _ in range(CRITERIA_TRIES):
+        state = {}
+        for key in kb.latent_keys:
+            feature = kb.features[key]
+            criterion = disease.criteria.get(key)
+            value = (
+                sample_value(
+                    feature,
+                    levels[key],
+                    sex,
+                    rng,
+                    None if isinstance(criterion, list) else criterion,
+                )
+                if isinstance(feature, NumericFeature)
+                else None
+            )
+            state[key] = Latent(levels[key], value)
+        draws = rng.standard_normal(len(DERIVATIONS))
+        uniforms = rng.random(len(DERIVATIONS))
+        noise = {
+            key: (float(z), float(u))
+            for key, z, u in zip(DERIVATIONS, draws, uniforms, strict=True)
+        }
+        if not derived_criteria:
+            break
+        measurer = _measurer(kb, state, noise)
+        if all(_meets(measurer.value(k), bounds) for k, bounds in derived_criteria.items()):
+            break
+    return state, noise
+
+
+def _meets(value: float, bounds: tuple[float | None, float | None]) -> bool:
+    return (bounds[0] is None or value >= bounds[0]) and (bounds[1] is None or value <= bounds[1])
+
+
+def _measurer(
+    kb: KnowledgeBase, state: dict[str, Latent], noise: dict[str, tuple[float, float]]
+) -> Measurer:
+    def round_to(key: str, value: float) -> float:
+        feature = kb.features.get(key)
+        if not isinstance(feature, NumericFeature):
+            return value
+        low, high = feature.range
+        return float(round(min(max(value, low), high), feature.decimals))
+
+    return Measurer(state, lambda key: noise.get(key, (0.0, 0.5)), round_to)
+
+
+def measurer(kb: KnowledgeBase, case: Case) -> Measurer:
+    """The reported values of ``case``'s derived features."""
+    return _measurer(kb, case.state, case.noise)
+
+
+def vital_signs(kb: KnowledgeBase, case: Case) -> dict[str, tuple[str, float]]:
+    """Each vital sign's level and value, as reported at presentation."""
+    values = {}
+    for name in kb.presentation.vitals:
+        (result,) = feature_results(kb, case, [f"vitals.{name}"])
+        assert result.value is not None
+        values[name] = (result.level, result.value)
+    return values
 
 
 # ---------------------------------------------------------------- exam results
@@ -127,39 +258,61 @@ def sample_case(kb: KnowledgeBase, note_id: str, *, disease_id: str | None = Non
 
 @dataclass(frozen=True)
 class FeatureResult:
-    """One feature's result: its level and, for numeric features, its value."""
+    """One reported feature: its level and, for numeric features, its value."""
 
     key: str
     level: str
     value: float | None = None
 
 
+def exam_applies(kb: KnowledgeBase, case: Case, exam_id: str) -> bool:
+    """False for an exam of the other sex (a pregnancy test or transvaginal ultrasound in a man)."""
+    sex = kb.exams[exam_id].sex
+    return sex is None or sex == case.sex
+
+
+def feature_results(kb: KnowledgeBase, case: Case, keys: Sequence[str]) -> list[FeatureResult]:
+    """The reported values of features ``keys``, computed from the case's latent state."""
+    results = []
+    values = measurer(kb, case)
+    for key in keys:
+        feature = kb.features[key]
+        if isinstance(feature, NumericFeature) and feature.derived:
+            value = values.value(key)
+            results.append(FeatureResult(key, feature.level_of(value, case.sex), value))
+        else:
+            latent = case.state[key]
+            results.append(FeatureResult(key, latent.level, latent.value))
+    return results
+
+
 def exam_result(kb: KnowledgeBase, case: Case, exam_id: str) -> list[FeatureResult]:
     """The results of ``exam_id`` for ``case``: the same on every call, in any order."""
-    d = kb.disease_index[case.diagnosis]
-    results = []
-    for key in kb.exam_features[exam_id]:
-        table = kb.tables[key]
-        rng = np.random.default_rng([stable_seed(BANK_VERSION, case.note_id), stable_seed(key)])
-        level = table.levels[_draw(table.cumulative[d], float(rng.random()))]
-        feature = table.feature
-        value = (
-            sample_value(feature, level, case.sex, rng)
-            if isinstance(feature, NumericFeature)
-            else None
-        )
-        results.append(FeatureResult(key, level, value))
-    return results
+    if not exam_applies(kb, case, exam_id):
+        return []
+    keys = [k for k in kb.exam_display[exam_id] if not getattr(kb.features[k], "hidden", False)]
+    return feature_results(kb, case, keys)
+
+
+def exam_observations(kb: KnowledgeBase, case: Case, exam_id: str) -> dict[str, str]:
+    """The latent levels ``exam_id`` reveals to the posterior (none for an exam that does not apply)."""
+    if not exam_applies(kb, case, exam_id):
+        return {}
+    return {key: case.state[key].level for key in kb.exam_features[exam_id]}
 
 
 def render_result(
     kb: KnowledgeBase, exam_id: str, results: Sequence[FeatureResult], sex: Sex
 ) -> str:
     """A result formatted like a lab or imaging report."""
+    exam = kb.exams[exam_id]
+    if exam.sex is not None and exam.sex != sex:
+        return f"Not applicable: {exam.name} is not performed in a {sex} patient."
     lines: list[str] = []
     findings: list[str] = []
+    rate = next((r.value for r in results if r.key == "ecg.rate"), None)
     for result in results:
-        feature = kb.tables[result.key].feature
+        feature = kb.features[result.key]
         if isinstance(feature, NumericFeature):
             assert result.value is not None
             ref_low, ref_high = feature.reference(sex)
@@ -171,11 +324,13 @@ def render_result(
                 f"{feature.name}: {format_value(feature, result.value)}{unit}{flag_text} (reference {reference})"
             )
         elif isinstance(feature, CategoricalFeature):
-            lines.append(f"{feature.name}: {feature.states[result.level]}")
+            if feature.rate_text and rate is not None:
+                lines.append(f"{feature.name}: {rhythm_text(result.level, rate)}")
+            else:
+                lines.append(f"{feature.name}: {feature.states[result.level]}")
         elif isinstance(feature, FindingFeature) and result.level == "present":
             findings.append(feature.finding)
-    exam = kb.exams[exam_id]
-    has_findings = any(isinstance(kb.tables[r.key].feature, FindingFeature) for r in results)
+    has_findings = any(isinstance(kb.features[r.key], FindingFeature) for r in results)
     if findings:
         lines.append("Findings: " + ". ".join(findings) + ".")
     elif has_findings:
@@ -198,11 +353,8 @@ def render_summary(kb: KnowledgeBase, case: Case) -> str:
     he = "She" if case.sex == "female" else "He"
     person = "woman" if case.sex == "female" else "man"
     complaint = p.complaints[case.complaint]
-    reported = [
-        p.symptoms[s].text
-        for s, v in case.symptoms.items()
-        if v == "present" and p.symptoms[s].text != complaint
-    ]
+    # The complaint's own symptoms are not in case.symptoms: never reported twice, never denied.
+    reported = [p.symptoms[s].text for s, v in case.symptoms.items() if v == "present"]
     denied = [p.symptoms[s].text for s, v in case.symptoms.items() if v == "denied"]
     hpi = f"A {case.age}-year-old {person} presents with {complaint}."
     hpi += f" {he} reports {_join(reported)}." if reported else f" {he} reports no other symptoms."
@@ -214,7 +366,7 @@ def render_summary(kb: KnowledgeBase, case: Case) -> str:
     if negatives:
         pmh += f" No history of {_join(negatives, 'or')}."
     vitals = []
-    for name, (_, value) in case.vitals.items():
+    for name, (_, value) in vital_signs(kb, case).items():
         feature = p.vitals[name]
         text = format_value(feature, value)
         if name == "systolic_bp":

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-from rounds.actions import InvalidAction
+from rounds.actions import InvalidAction, excerpt
 from rounds.envs.clinic.cases import CaseRecord
 from rounds.envs.clinic.knowledge import load_knowledge
 from rounds.envs.clinic.matching import DiagnosisMatcher, ExamMatcher, NameTable, normalise
@@ -143,7 +143,7 @@ class DiagGymEnv(TextEnv):
         "rubric",
     )
     outcome_components = ("outcome", "completion", "exam_f1")
-    default_reward_weights: Mapping[str, float] = {
+    default_reward_weights: ClassVar[Mapping[str, float]] = {
         "outcome": 1.0,
         "completion": 1.0,
         "exam_f1": 1.0,
@@ -154,7 +154,7 @@ class DiagGymEnv(TextEnv):
         "rubric": 0.0,
     }
     #: DiagGym's end-to-end exam F1: the harmonic mean of case-averaged precision and recall.
-    derived_metrics: Mapping[str, tuple[tuple[str, ...], Callable[..., float]]] = {
+    derived_metrics: ClassVar[Mapping[str, tuple[tuple[str, ...], Callable[..., float]]]] = {
         "exam_f1_e2e": (("exam_precision", "exam_recall"), harmonic_mean)
     }
     replay_metrics = (
@@ -167,7 +167,7 @@ class DiagGymEnv(TextEnv):
         "exams_ordered",
     )
     replay_series = ("posterior_entropy",)
-    variants: Mapping[str, Mapping[str, Any]] = {
+    variants: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "generated": {"cases": "generated"},
         "info-gain": {"reward_weights": {"info_gain": 0.1}},
         "cost-aware": {"reward_weights": {"cost": 0.001, "repeat_penalty": 1.0}},
@@ -317,8 +317,14 @@ class DiagGymEnv(TextEnv):
         if action.kind == "diagnose":
             self.diagnosis = action.name
             resolved = self.diagnosis_matcher.resolve(action.name)
+            observation = (
+                f"Final diagnosis recorded: {excerpt(action.name, 200)}. The consultation is over."
+            )
+            uncommitted = self.diagnosis_matcher.commitment(action.name)
+            if uncommitted is not None:
+                observation += f"\n\nNote: {uncommitted}"
             return StepResult(
-                f"Final diagnosis recorded: {action.name}. The consultation is over.",
+                observation,
                 terminated=True,
                 info={
                     "answer": self._answer(),
@@ -359,7 +365,7 @@ class DiagGymEnv(TextEnv):
         if resolved is None:
             examples = ", ".join(e.name for e in list(self.kb.exams.values())[:6])
             raise InvalidAction(
-                f"{action.name!r} is not available at this facility. Order an examination from the "
+                f"{excerpt(action.name)} is not available at this facility. Order an examination from the "
                 f"catalogue (e.g. {examples}; the system prompt lists them all), or give your diagnosis."
             )
         request, note = resolved
@@ -389,8 +395,7 @@ class DiagGymEnv(TextEnv):
                 components["cost"] = -cost
             if self.posterior is not None:
                 before = self.posterior.entropy
-                for result in outcome.results:
-                    self.posterior.observe(result.key, result.level)
+                self.posterior.observe_all(outcome.observations)
                 components["info_gain"] = before - self.posterior.entropy
         observation = f"Exam name:\n{request.name}\nExam results:\n{text}"
         if note:

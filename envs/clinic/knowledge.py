@@ -12,9 +12,20 @@ Every feature is one of three kinds:
 - categorical: named states, each with its report text;
 - a binary finding: states ``absent`` and ``present``.
 
-Exam findings keep at least :data:`FINDING_FLOOR` probability on every level, so
-no single result rules a diagnosis out (tests have false positives and
-negatives); demographics and the chief complaint are used exactly.
+Exam findings keep at least :data:`FINDING_FLOOR` probability on every level
+that a patient without the disease can have (the feature's default
+distribution), so no single ordinary result rules a diagnosis out (tests have
+false positives and negatives). Levels the default never produces (critical
+values, a positive pregnancy test, ventricular tachycardia) come only from the
+diseases that name them, and a disease's ``criteria`` (its definition, e.g. DKA's
+glucose above 250 mg/dL) exclude levels outside them. Demographics and the chief
+complaint are used exactly.
+
+Features are latent or derived. A latent feature has a table and is drawn once
+per case (the case's physiological state); a ``derived`` feature is computed
+from the state by :mod:`.physiology` (chloride from sodium, bicarbonate and the
+anion gap; pH by Henderson-Hasselbalch) and ``reveals`` the latent variables it
+depends on to the posterior.
 """
 
 from __future__ import annotations
@@ -56,13 +67,20 @@ class NumericFeature(BaseModel):
     very_high_above: float | None = None
     decimals: int = 0
     default: dict[str, float] | None = None
+    derived: bool = False
+    """Computed from the latent state (:data:`.physiology.DERIVATIONS`), not drawn."""
+    reveals: list[str] = Field(default_factory=list)
+    """The latent variables a derived value tells the posterior."""
+    hidden: bool = False
+    """A latent variable no report shows directly (seen only through derived values)."""
 
     @model_validator(mode="after")
     def _check(self) -> NumericFeature:
         if self.ref is None and (self.ref_male is None or self.ref_female is None):
             raise ValueError(f"{self.name}: give ref, or both ref_male and ref_female")
-        for sex in ("male", "female"):
-            low, high = self.reference(sex)  # type: ignore[arg-type]
+        sexes: tuple[Sex, ...] = ("male", "female")
+        for sex in sexes:
+            low, high = self.reference(sex)
             if not self.range[0] <= low <= high <= self.range[1]:
                 raise ValueError(f"{self.name}: reference {low}-{high} outside range {self.range}")
         return self
@@ -70,7 +88,18 @@ class NumericFeature(BaseModel):
     def reference(self, sex: Sex) -> tuple[float, float]:
         """The normal range for a patient of ``sex``."""
         specific = self.ref_female if sex == "female" else self.ref_male
-        return specific or self.ref  # type: ignore[return-value]
+        reference = specific or self.ref
+        assert reference is not None  # the validator requires ref or both sex-specific ranges
+        return reference
+
+    def level_of(self, value: float, sex: Sex) -> str:
+        """The level whose interval holds ``value`` (values beyond the range take the outer level)."""
+        bounds = self.level_bounds(sex)
+        half = self.step / 2
+        for level, (low, high) in bounds.items():
+            if low - half <= value <= high + half:
+                return level
+        return next(iter(bounds)) if value < self.range[0] + half else list(bounds)[-1]
 
     @property
     def step(self) -> float:
@@ -109,6 +138,10 @@ class CategoricalFeature(BaseModel):
     name: str
     states: dict[str, str]
     default: dict[str, float] | None = None
+    hidden: bool = False
+    """A latent variable no report shows directly."""
+    rate_text: bool = False
+    """The report text follows the heart rate (:func:`.physiology.rhythm_text`)."""
 
     def levels(self) -> tuple[str, ...]:
         return tuple(self.states)
@@ -147,6 +180,8 @@ class Exam(BaseModel):
     )
     includes: list[str] = Field(default_factory=list)
     normal: str | None = None
+    sex: Sex | None = None
+    """Only for patients of this sex (a pregnancy test, a transvaginal or scrotal ultrasound)."""
 
 
 class Disease(BaseModel):
@@ -165,6 +200,13 @@ class Disease(BaseModel):
     findings: dict[str, float | dict[str, float]] = Field(default_factory=dict)
     workup: list[str]
     workup_female: list[str] = Field(default_factory=list)
+    age_range: tuple[int, int] | None = None
+    """Ages the diagnosis occurs at, within its age bands (no ectopic pregnancy at 64)."""
+    criteria: dict[str, tuple[float | None, float | None] | list[str]] = Field(default_factory=dict)
+    """The diagnosis' definition: each reported value's closed interval (None: unbounded),
+    or the allowed states of a categorical result or finding."""
+    definition: str | None = None
+    """The source of ``criteria``, with the thresholds as it states them."""
 
 
 class PresentationItem(BaseModel):
@@ -174,6 +216,8 @@ class PresentationItem(BaseModel):
 
     text: str
     rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    sex: Sex | None = None
+    """Only asked of patients of this sex (menstrual and vaginal symptoms)."""
 
 
 class Presentation(BaseModel):
@@ -187,6 +231,11 @@ class Presentation(BaseModel):
     history_rate: float = Field(ge=0.0, le=1.0)
     age_bands: dict[str, tuple[int, int]]
     complaints: dict[str, str]
+    complaint_symptoms: dict[str, list[str]] = Field(default_factory=dict)
+    pertinent_negative_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    pertinent_negatives: dict[str, list[str]] = Field(default_factory=dict)
+    """Per complaint, the symptoms a clinician asks about and records as denied when absent."""
+    """The symptoms each complaint is (never also reported, or denied, beside it)."""
     symptoms: dict[str, PresentationItem]
     history: dict[str, PresentationItem]
     vitals: dict[str, NumericFeature]
@@ -200,12 +249,17 @@ class Presentation(BaseModel):
 
 
 def _normalise(
-    dist: Mapping[str, float], levels: tuple[str, ...], what: str, floor: float
+    dist: Mapping[str, float],
+    levels: tuple[str, ...],
+    what: str,
+    floor: float,
+    floored: np.ndarray | None = None,
 ) -> np.ndarray:
+    """``dist`` as an array over ``levels``; levels marked in ``floored`` get at least ``floor``."""
     unknown = set(dist) - set(levels)
     if unknown:
         raise ValueError(f"{what}: unknown levels {sorted(unknown)}; levels are {list(levels)}")
-    values = np.array([float(dist.get(level, 0.0)) for level in levels])
+    values: np.ndarray = np.array([float(dist.get(level, 0.0)) for level in levels])
     if (values < 0).any():
         raise ValueError(f"{what}: negative probability")
     total = values.sum()
@@ -213,9 +267,44 @@ def _normalise(
         raise ValueError(f"{what}: probabilities sum to {total:.3f}, not 1")
     values = values / total
     if floor > 0:
-        values = np.maximum(values, floor)
-        values = values / values.sum()
+        mask = np.ones(len(levels), dtype=bool) if floored is None else floored
+        floored_values: np.ndarray = np.where(mask, np.maximum(values, floor), values)
+        values = floored_values / floored_values.sum()
     return values
+
+
+def _is_derived(feature: Feature) -> bool:
+    return isinstance(feature, NumericFeature) and feature.derived
+
+
+Criterion = tuple[float | None, float | None] | list[str]
+
+
+def _allowed_levels(
+    feature: Feature, levels: tuple[str, ...], criterion: Criterion | None
+) -> np.ndarray:
+    """Which levels of ``feature`` meet a disease's ``criterion`` (an interval for either sex, or states)."""
+    allowed = np.ones(len(levels), dtype=bool)
+    if criterion is None:
+        return allowed
+    if isinstance(criterion, list):
+        unknown = set(criterion) - set(levels)
+        if unknown:
+            raise ValueError(f"{feature.name}: criterion names unknown states {sorted(unknown)}")
+        return np.array([level in criterion for level in levels])
+    if not isinstance(feature, NumericFeature):
+        raise ValueError(f"{feature.name}: give a list of allowed states, not an interval")
+    low = -math.inf if criterion[0] is None else criterion[0]
+    high = math.inf if criterion[1] is None else criterion[1]
+    for i, level in enumerate(levels):
+        ok = False
+        sexes: tuple[Sex, ...] = ("male", "female")
+        for sex in sexes:
+            bounds = feature.level_bounds(sex)
+            if level in bounds and bounds[level][0] <= high and bounds[level][1] >= low:
+                ok = True
+        allowed[i] = ok
+    return allowed
 
 
 def _default_distribution(feature: Feature) -> dict[str, float]:
@@ -228,10 +317,11 @@ def _default_distribution(feature: Feature) -> dict[str, float]:
         rest = feature.levels()[1:]
         return {first: 0.96, **{s: 0.04 / len(rest) for s in rest}} if rest else {first: 1.0}
     levels = feature.levels()
-    dist = {"normal": 0.9}
+    # Reference ranges are central 95% intervals of healthy people.
+    dist = {"normal": 0.95}
     tails = [lv for lv in ("low", "high") if lv in levels]
     for level in tails:
-        dist[level] = 0.1 / len(tails)
+        dist[level] = 0.05 / len(tails)
     if not tails:
         dist["normal"] = 1.0
     return dist
@@ -249,7 +339,9 @@ class FeatureTable:
         self.level_index = {level: i for i, level in enumerate(levels)}
         self.probs = probs
         self.cumulative = np.cumsum(probs, axis=1)
-        self.log_probs = np.log(probs, where=probs > 0, out=np.full_like(probs, -np.inf))
+        self.log_probs: np.ndarray = np.log(
+            probs, where=probs > 0, out=np.full_like(probs, -np.inf)
+        )
 
 
 class KnowledgeBase:
@@ -282,11 +374,30 @@ class KnowledgeBase:
                 self.features[f"{exam_id}.{feature_id}"] = feature
         for vital_id, vital in presentation.vitals.items():
             self.features[f"vitals.{vital_id}"] = vital
+        self.latent_keys = [k for k, f in self.features.items() if not _is_derived(f)]
+        self.derived_keys = [k for k, f in self.features.items() if _is_derived(f)]
+        self.exam_display: dict[str, list[str]] = {}
         self.exam_features: dict[str, list[str]] = {}
+        """The latent variables each exam reveals (what the posterior observes)."""
         for exam_id in exams:
-            self.exam_features[exam_id] = self._features_of(exam_id, set())
+            self.exam_display[exam_id] = self._features_of(exam_id, set())
+            self.exam_features[exam_id] = self.revealed_by(self.exam_display[exam_id])
+        self.vital_features = self.revealed_by([f"vitals.{v}" for v in presentation.vitals])
         self.tables: dict[str, FeatureTable] = {}
         self._compile()
+
+    def revealed_by(self, keys: list[str]) -> list[str]:
+        """The latent variables that reported features ``keys`` reveal, in order."""
+        revealed: list[str] = []
+        for key in keys:
+            feature = self.features[key]
+            targets = (
+                feature.reveals
+                if isinstance(feature, NumericFeature) and feature.derived
+                else [key]
+            )
+            revealed += [t for t in targets if t not in revealed]
+        return revealed
 
     # -------------------------------------------------------------- compile
 
@@ -304,8 +415,23 @@ class KnowledgeBase:
         return keys
 
     def _compile(self) -> None:
+        from rounds.envs.clinic.physiology import DERIVATIONS
+
         presentation = self.presentation
         n = len(self.diseases)
+        for key in self.derived_keys:
+            feature = self.features[key]
+            if key not in DERIVATIONS:
+                raise ValueError(f"derived feature {key!r} has no derivation in physiology.py")
+            assert isinstance(feature, NumericFeature)
+            unknown = [r for r in feature.reveals if r not in self.latent_keys]
+            if unknown:
+                raise ValueError(f"{key}: reveals unknown latent variables {unknown}")
+        for complaint, symptoms in presentation.complaint_symptoms.items():
+            if complaint not in presentation.complaints:
+                raise ValueError(f"complaint_symptoms: unknown complaint {complaint!r}")
+            if set(symptoms) - set(presentation.symptoms):
+                raise ValueError(f"complaint_symptoms.{complaint}: unknown symptoms")
         for disease in self.diseases:
             for key in disease.findings:
                 group, _, name = key.partition(".")
@@ -314,6 +440,14 @@ class KnowledgeBase:
                         raise ValueError(f"{disease.id}: unknown {group} item {name!r}")
                 elif key not in self.features:
                     raise ValueError(f"{disease.id}: unknown feature {key!r}")
+                elif key in self.derived_keys:
+                    raise ValueError(
+                        f"{disease.id}: {key} is derived from the latent state; give the latent "
+                        f"variables it reveals instead ({self.features[key].reveals})"  # type: ignore[union-attr]
+                    )
+            for key in disease.criteria:
+                if key not in self.features and key not in DERIVATIONS:
+                    raise ValueError(f"{disease.id}: criterion on unknown value {key!r}")
             for exam_id in [*disease.workup, *disease.workup_female]:
                 if exam_id not in self.exams:
                     raise ValueError(f"{disease.id}: unknown workup exam {exam_id!r}")
@@ -325,15 +459,26 @@ class KnowledgeBase:
                 raise ValueError(
                     f"{disease.id}: unknown age bands {set(disease.age) - set(presentation.age_bands)}"
                 )
+            if disease.age_range is not None:
+                low, high = disease.age_range
+                for band, p in disease.age.items():
+                    band_low, band_high = presentation.age_bands[band]
+                    if p > 0 and (band_high < low or band_low > high):
+                        raise ValueError(
+                            f"{disease.id}: age band {band} lies outside age_range {disease.age_range}"
+                        )
         for terms in self.broader_terms.values():
             for disease_id in terms:
                 if disease_id not in self.disease_index:
                     raise ValueError(f"broader term names unknown disease {disease_id!r}")
 
-        # Exam and vital-sign features.
-        for key, feature in self.features.items():
+        # Latent exam and vital-sign variables. Levels a patient without the
+        # disease never has (the default gives them 0) are not floored.
+        for key in self.latent_keys:
+            feature = self.features[key]
             levels = feature.levels()
             default = _default_distribution(feature)
+            ordinary = np.array([default.get(level, 0.0) > 0 for level in levels])
             rows = []
             for disease in self.diseases:
                 given = disease.findings.get(key)
@@ -348,13 +493,29 @@ class KnowledgeBase:
                     raise ValueError(
                         f"{disease.id}.{key}: a number is only allowed for a two-state feature"
                     )
-                rows.append(_normalise(dist, levels, f"{disease.id}: {key}", FINDING_FLOOR))
+                _normalise(
+                    dist, levels, f"{disease.id}: {key}", 0.0
+                )  # validates the levels and sum
+                allowed = _allowed_levels(feature, levels, disease.criteria.get(key))
+                dist = {
+                    lv: p for lv, p in dist.items() if lv not in levels or allowed[levels.index(lv)]
+                }
+                if not dist or sum(dist.values()) <= 0:
+                    raise ValueError(f"{disease.id}: {key}: no level meets the disease's criteria")
+                total = sum(dist.values())
+                dist = {lv: p / total for lv, p in dist.items()}
+                rows.append(
+                    _normalise(
+                        dist, levels, f"{disease.id}: {key}", FINDING_FLOOR, ordinary & allowed
+                    )
+                )
             self.tables[key] = FeatureTable(key, feature, levels, np.vstack(rows))
 
         # Symptoms and history: reported present, denied, or not mentioned. A
         # present item is mentioned with probability r+, an absent one denied with r-.
         q = presentation.negative_report_rate
-        r = presentation.positive_report_rate
+        self.present_probability: dict[str, np.ndarray] = {}
+        self._pertinent: dict[tuple[str, str], FeatureTable] = {}
         for group in ("symptoms", "history"):
             group_rate = (
                 presentation.symptom_rate if group == "symptoms" else presentation.history_rate
@@ -363,13 +524,23 @@ class KnowledgeBase:
             for name, item in items.items():
                 key = f"{group}.{name}"
                 background = item.rate if item.rate is not None else group_rate
-                rows = []
+                present = []
                 for disease in self.diseases:
-                    p = float(disease.findings.get(key, background))  # type: ignore[arg-type]
-                    p = min(max(p, FINDING_FLOOR), 1.0 - FINDING_FLOOR)
-                    rows.append([p * r, (1 - p) * q, p * (1 - r) + (1 - p) * (1 - q)])
-                self.tables[key] = FeatureTable(
-                    key, None, ("present", "denied", "unmentioned"), np.array(rows)
+                    given = disease.findings.get(key, background)
+                    if not isinstance(given, float | int):
+                        raise ValueError(f"{disease.id}: {key} takes a probability")
+                    present.append(min(max(float(given), FINDING_FLOOR), 1.0 - FINDING_FLOOR))
+                self.present_probability[key] = np.array(present)
+                self.tables[key] = self._report_table(key, q)
+        for complaint, negatives in presentation.pertinent_negatives.items():
+            if complaint not in presentation.complaints:
+                raise ValueError(f"pertinent_negatives: unknown complaint {complaint!r}")
+            for name in negatives:
+                if name not in presentation.symptoms:
+                    raise ValueError(f"pertinent_negatives.{complaint}: unknown symptom {name!r}")
+                key = f"symptoms.{name}"
+                self._pertinent[(key, complaint)] = self._report_table(
+                    key, presentation.pertinent_negative_rate
                 )
 
         complaints = tuple(presentation.complaints)
@@ -399,7 +570,28 @@ class KnowledgeBase:
         )
         assert all(t.probs.shape[0] == n for t in self.tables.values())
 
+    def _report_table(self, key: str, denial_rate: float) -> FeatureTable:
+        """``P(present / denied / unmentioned | d)`` of a symptom or history item.
+
+        A present item is mentioned with probability ``positive_report_rate``; an
+        absent one is denied with ``denial_rate`` (higher for the complaint's
+        pertinent negatives, which a clinician asks about and records).
+        """
+        p = self.present_probability[key]
+        r = self.presentation.positive_report_rate
+        q = denial_rate
+        rows = np.stack([p * r, (1 - p) * q, p * (1 - r) + (1 - p) * (1 - q)], axis=1)
+        return FeatureTable(key, None, ("present", "denied", "unmentioned"), rows)
+
     # -------------------------------------------------------------- queries
+
+    def table(self, key: str, complaint: str | None = None) -> FeatureTable:
+        """The table of ``key``; a symptom's depends on the complaint (its pertinent negatives)."""
+        if complaint is not None:
+            pertinent = self._pertinent.get((key, complaint))
+            if pertinent is not None:
+                return pertinent
+        return self.tables[key]
 
     def disease(self, disease_id: str) -> Disease:
         return self.diseases[self.disease_index[disease_id]]

@@ -5,7 +5,11 @@ model is a naive-Bayes network), so after observing features ``x_1..x_k``
 
     P(d | x) ∝ P(d) Π_i P(x_i | d)
 
-and unobserved features marginalise out. Entropies are in nats.
+and unobserved features marginalise out. The features are the case's latent
+variables (a derived result such as chloride or SpO2 reveals the latent
+variables it is computed from). A symptom's table depends on the chief
+complaint (its pertinent negatives), which is always observed first.
+Entropies are in nats.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ def normalise_log(log_weights: np.ndarray) -> np.ndarray:
     if not np.isfinite(top):
         return np.full_like(log_weights, 1.0 / len(log_weights))
     weights = np.exp(log_weights - top)
-    return weights / weights.sum()
+    probs: np.ndarray = weights / weights.sum()
+    return probs
 
 
 class Posterior:
@@ -45,7 +50,7 @@ class Posterior:
         """Condition on feature ``key`` having ``level``; False (no change) if already observed."""
         if key in self.observed:
             return False
-        table = self.kb.tables[key]
+        table = self.kb.table(key, self.observed.get("complaint"))
         self.log_weights = self.log_weights + table.log_probs[:, table.level_index[level]]
         self.observed[key] = level
         self._probs = None

@@ -13,7 +13,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from rounds.envs.clinic.cases import Case, CaseRecord, FeatureResult, exam_result, render_result
+from rounds.envs.clinic.cases import (
+    Case,
+    CaseRecord,
+    FeatureResult,
+    exam_observations,
+    exam_result,
+    render_result,
+)
 from rounds.envs.clinic.knowledge import KnowledgeBase
 
 NOT_PERFORMED = "Not performed for this patient: no result is available."
@@ -36,6 +43,8 @@ class ExamOutcome:
     text: str
     available: bool = True
     results: list[FeatureResult] = field(default_factory=list)
+    observations: dict[str, str] = field(default_factory=dict)
+    """The latent levels the result reveals (knowledge backend), for the exact posterior."""
 
 
 @dataclass
@@ -79,7 +88,9 @@ class KnowledgeWorldModel(WorldModel):
             return ExamOutcome(NOT_PERFORMED, available=False)
         results = exam_result(self.kb, patient.case, request.exam_id)
         return ExamOutcome(
-            render_result(self.kb, request.exam_id, results, patient.case.sex), results=results
+            render_result(self.kb, request.exam_id, results, patient.case.sex),
+            results=results,
+            observations=exam_observations(self.kb, patient.case, request.exam_id),
         )
 
 
