@@ -75,7 +75,7 @@ def normalise_answer(text: str | None) -> str:
     """An answer compared loosely: case, spaces, quotes, ``$`` and a final full stop do not matter."""
     if text is None:
         return ""
-    text = text.strip().strip("\"'`").strip().rstrip(".").casefold()
+    text = text.strip(" \t\n\"'`.").casefold()
     return re.sub(r"[\s$]+", "", text)
 
 
