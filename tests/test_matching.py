@@ -367,3 +367,17 @@ def test_a_long_diagnosis_is_not_echoed_whole() -> None:
     env.reset(seed=0)
     observation, *_ = env.step("diagnosis: pneumonia " + "x" * 250)
     assert len(observation) < 400
+
+
+def test_the_env_passes_accept_broader_to_its_examiner() -> None:
+    for accept, expected in ((False, 0.0), (True, 1.0)):
+        env = DiagGymEnv(split="test", accept_broader=accept)
+        for task_id in env.task_ids("test"):
+            _, case = env.source.get(task_id)
+            if case is not None and case.diagnosis == "stemi":
+                break
+        else:
+            pytest.fail("no STEMI case in the test split")
+        env.reset(options={"task_id": task_id})
+        *_, info = env.step("diagnosis: acute coronary syndrome")
+        assert info["metrics"]["diagnosis_correct"] == expected
