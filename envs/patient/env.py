@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -306,12 +307,13 @@ class PatientSimEnv(TextEnv):
     def _mind(self, case: PatientCase) -> PatientMind:
         key = str(case.id)
         if key not in self._minds:
-            forbidden = [case.answer or ""]
+            forbidden = [case.answer or "", *case.options.values()]
+            aliases: list[str] = []
             if case.diagnosis_id in self.kb.disease_index:
                 disease = self.kb.disease(str(case.diagnosis_id))
-                forbidden += [disease.name, *disease.aliases]
-            forbidden += list(case.options.values())
-            self._minds[key] = PatientMind.of(case, self.lay, forbidden)
+                forbidden.append(disease.name)
+                aliases = list(disease.aliases)
+            self._minds[key] = PatientMind.of(case, self.lay, forbidden, aliases)
             if len(self._minds) > SHAPLEY_CACHE_SIZE:
                 self._minds.popitem(last=False)
         return self._minds[key]
@@ -549,6 +551,53 @@ class PatientSimEnv(TextEnv):
                 "patient_fallback": reply.fallback,
             },
         )
+
+    # ------------------------------------------------------------- snapshots
+
+    #: The attributes that make up an episode's state (the case data itself is shared and read-only).
+    _EPISODE_STATE = (
+        "task_id",
+        "turn",
+        "_started",
+        "_done",
+        "_last_observation",
+        "case",
+        "mind",
+        "persona",
+        "value",
+        "value_kind",
+        "shapley",
+        "weights",
+        "acquired",
+        "questions",
+        "asked",
+        "transcript",
+        "chosen",
+        "correct",
+        "rubric",
+        "info_gain_total",
+        "invalid_actions",
+        "_episode_seed",
+        "_fallbacks_at_start",
+    )
+
+    def snapshot(self) -> dict[str, Any]:
+        """An exact copy of the episode's state; :meth:`restore` it to replay byte for byte."""
+        shared = {"case", "mind", "value", "shapley"}  # immutable during an episode
+        state = {
+            name: getattr(self, name) if name in shared else copy.deepcopy(getattr(self, name))
+            for name in self._EPISODE_STATE
+        }
+        state["np_random_state"] = copy.deepcopy(self.np_random.bit_generator.state)
+        return state
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Return to a :meth:`snapshot` (of this env or one built with the same arguments)."""
+        shared = {"case", "mind", "value", "shapley"}
+        for name in self._EPISODE_STATE:
+            value = snapshot[name]
+            setattr(self, name, value if name in shared else copy.deepcopy(value))
+        self.np_random.bit_generator.state = copy.deepcopy(snapshot["np_random_state"])
 
     def reject(self, message: str) -> StepResult:
         self.invalid_actions += 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from rounds.envs.clinic.knowledge import KnowledgeBase, NumericFeature, load_kno
 from rounds.envs.clinic.posterior import Posterior
 from rounds.envs.patient.cases import FactInfo, PatientCase, write_cases
 from rounds.envs.patient.lay import LayTable, load_lay_table
+from rounds.envs.patient.patient import forbidden_in
 from rounds.envs.patient.shapley import exact_shapley
 from rounds.envs.patient.values import knowledge_value
 from rounds.envs.rubric.clinical import consultation_rubric
@@ -115,8 +117,14 @@ def _measured_fact(
     )
 
 
-def case_facts(kb: KnowledgeBase, lay: LayTable, case: Case) -> tuple[list[str], list[FactInfo]]:
-    """A case's atomic facts: the shown presentation first, then the hidden facts (shuffled)."""
+def case_facts(
+    kb: KnowledgeBase, lay: LayTable, case: Case, avoid: Sequence[str] = ()
+) -> tuple[list[str], list[FactInfo]]:
+    """A case's atomic facts: the shown presentation first, then the hidden facts (shuffled).
+
+    A fact that would say one of the ``avoid`` names (the answer, an option: a past
+    "migraine" in a migraine case) is left out, so the patient never has to say it.
+    """
     p = kb.presentation
     complaint = p.complaints[case.complaint]
     person = "woman" if case.sex == "female" else "man"
@@ -161,6 +169,11 @@ def case_facts(kb: KnowledgeBase, lay: LayTable, case: Case) -> tuple[list[str],
     ranked += [_history_fact(kb, lay, h, "present") for h in history]
     ranked += [_symptom_fact(kb, lay, s, "denied") for s in denied[:3]]
     ranked += [_history_fact(kb, lay, h, "denied") for h in no_history[:2]]
+    ranked = [
+        (text, info)
+        for text, info in ranked
+        if not any(forbidden_in(t, avoid) for t in (text, info.says or "", info.says_plainly or ""))
+    ]
     hidden = ranked[:MAX_HIDDEN_FACTS]
     order = np.random.default_rng(
         stable_seed(GENERATOR_VERSION, case.note_id, "order")
@@ -179,6 +192,15 @@ def _competitors(kb: KnowledgeBase, case: Case, k: int) -> list[str]:
     return ranked[:k]
 
 
+def _names(kb: KnowledgeBase, disease_ids: Sequence[str]) -> list[str]:
+    """The names the patient must not say: each diagnosis's name (the first is the gold one,
+    whose aliases count too)."""
+    names = [kb.disease(d).name for d in disease_ids]
+    if disease_ids:
+        names += kb.disease(disease_ids[0]).aliases
+    return names
+
+
 def _disease_for(kb: KnowledgeBase, split: str, index: int, family: str) -> str:
     offset = stable_seed(GENERATOR_VERSION, family, split) % len(kb.diseases)
     return kb.diseases[(index + offset) % len(kb.diseases)].id
@@ -188,8 +210,8 @@ def mcq_case(kb: KnowledgeBase, lay: LayTable, split: str, index: int) -> Patien
     """Multiple-choice case ``mcq-<split>-NNNN``."""
     case_id = f"mcq-{split}-{index:04d}"
     case = sample_case(kb, case_id, disease_id=_disease_for(kb, split, index, "mcq"))
-    facts, infos = case_facts(kb, lay, case)
     choices = [case.diagnosis, *_competitors(kb, case, len(LETTERS) - 1)]
+    facts, infos = case_facts(kb, lay, case, _names(kb, choices))
     order = np.random.default_rng(stable_seed(GENERATOR_VERSION, case_id, "options")).permutation(
         len(choices)
     )
@@ -216,7 +238,8 @@ def consultation_case(kb: KnowledgeBase, lay: LayTable, split: str, index: int) 
     """Open consultation ``consult-<split>-NNNN`` with its rubric."""
     case_id = f"consult-{split}-{index:04d}"
     case = sample_case(kb, case_id, disease_id=_disease_for(kb, split, index, "consult"))
-    facts, infos = case_facts(kb, lay, case)
+    competitor = _competitors(kb, case, 1)
+    facts, infos = case_facts(kb, lay, case, _names(kb, [case.diagnosis, *competitor]))
     draft = PatientCase(
         id=case_id,
         split=split,
@@ -236,7 +259,6 @@ def consultation_case(kb: KnowledgeBase, lay: LayTable, split: str, index: int) 
             if entry is not None:
                 words.append(entry.lay)
         key_findings.append((f"the finding: {facts[1 + int(i)].rstrip('.')}", words))
-    competitor = _competitors(kb, case, 1)
     rubric = consultation_rubric(
         kb, case.diagnosis, case.sex, key_findings, competitor[0] if competitor else None
     )

@@ -85,6 +85,7 @@ _UNKNOWN_TALKATIVE = (
 )
 DIAGNOSIS_REPLY = "I really don't know what it is, doctor. That's what I'm hoping you can tell me."
 INJECTION_REPLY = "Sorry, I don't follow. I'm just here to get checked out."
+WITHHELD_REPLY = "I'm not sure what to call it, doctor. You'd know better than me."
 OVERLOAD_REPLY = "That's a lot of questions at once. Could you ask me one thing at a time?"
 
 _DIAGNOSIS_CUE = re.compile(
@@ -132,10 +133,19 @@ class PatientMind:
     facts: list[PatientFact]
     index: BM25Index
     forbidden: list[str]
-    """Texts the patient must never say: the gold answer, its aliases, the options."""
+    """Texts the patient never says: the gold answer and the options."""
+    guarded: list[str] = field(default_factory=list)
+    """What an LLM reply must not say either: ``forbidden`` and the answer's aliases (a stricter
+    list, as a fact may legitimately hold an alias's word: a past "stroke" in a stroke patient)."""
 
     @classmethod
-    def of(cls, case: PatientCase, lay: LayTable, forbidden: Sequence[str] = ()) -> PatientMind:
+    def of(
+        cls,
+        case: PatientCase,
+        lay: LayTable,
+        forbidden: Sequence[str] = (),
+        aliases: Sequence[str] = (),
+    ) -> PatientMind:
         facts = []
         for i, text in enumerate(case.facts):
             info = case.fact_info[i] if case.fact_info is not None else None
@@ -145,7 +155,13 @@ class PatientMind:
             document = fact_document(lay, text, [*terms, plainly])
             key = frozenset(tokenize(f"{text} {says} {plainly}")) - GENERIC_TERMS
             facts.append(PatientFact(text, says, plainly, document, key))
-        return cls(facts, BM25Index([f.document for f in facts]), [f for f in forbidden if f])
+        names = [f for f in forbidden if f]
+        return cls(
+            facts,
+            BM25Index([f.document for f in facts]),
+            names,
+            [*names, *(a for a in aliases if a)],
+        )
 
 
 @dataclass
@@ -155,7 +171,8 @@ class PatientReply:
     text: str
     revealed: list[int] = field(default_factory=list)
     intent: str = "facts"
-    """``facts``, ``unknown``, ``diagnosis``, ``injection`` or ``overload``."""
+    """``facts``, ``unknown``, ``diagnosis``, ``injection``, ``overload`` or ``withheld`` (the
+    matched fact would name the answer, so it is not said)."""
     fallback: bool = False
     """The LLM's reply failed the guard; this is the ``facts`` reply."""
 
@@ -246,7 +263,8 @@ class FactsPatient:
             ]
             text = " ".join(said)
             if forbidden_in(text, mind.forbidden) is not None:
-                return PatientReply(self._unknown(persona, seed), [], "unknown")
+                # The fact would say the answer's name (a past "migraine" in a migraine case).
+                return PatientReply(WITHHELD_REPLY, [], "withheld")
             return PatientReply(self._dress(text, persona, seed, worry=True), matched, "facts")
         if _DIAGNOSIS_CUE.search(question):
             return PatientReply(
@@ -296,7 +314,7 @@ def guard(
         return "reply too long"
     if _META.search(text):
         return "breaks character"
-    phrase = forbidden_in(text, mind.forbidden)
+    phrase = forbidden_in(text, mind.guarded)
     if phrase is not None:
         return f"names the answer ({phrase})"
     leaked = leaked_facts(mind, text, allowed, question)

@@ -29,20 +29,30 @@ STOPWORDS = frozenset(
 )
 
 _SUFFIXES = ("ations", "ation", "ings", "ing", "edly", "ies", "ied", "ness", "ed", "es", "s", "ly")
+#: "-es" is a plural ending only after these ("rashes", "boxes"); else only the "s" goes ("seizures").
+_ES_AFTER = ("s", "x", "z", "ch", "sh")
 
 
 def stem(word: str) -> str:
-    """A light suffix stemmer (plural, -ing, -ed, -ly, -ness, -ation), never below 3 letters."""
+    """A light suffix stemmer (plural, -ing, -ed, -ly, -ness, -ation, a final -e), never below 3 letters.
+
+    The final "e" goes too, so "ache", "aches" and "headaches" meet as "ach", "headach".
+    """
     if word[0].isdigit():
         return word
     for suffix in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             base = word[: -len(suffix)]
+            if suffix == "es" and not base.endswith(_ES_AFTER):
+                base = word[:-1]
             if suffix in ("ies", "ied"):
                 return base + "y"
             if len(base) > 3 and base[-1] == base[-2] and base[-1] not in "aeiouls":
                 base = base[:-1]  # "stopped" -> "stop"
-            return base
+            word = base
+            break
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]
     return word
 
 
