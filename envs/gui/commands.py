@@ -192,6 +192,8 @@ def _build(verb: str, positional: list[Any], keywords: dict[str, Any]) -> GuiAct
 
 
 def _integer(value: Any, what: str) -> int:
+    if isinstance(value, list | tuple) and len(value) == 1:
+        return _integer(value[0], what)  # click([3]), as the tree writes ids
     if isinstance(value, bool):
         raise InvalidAction(f"{what} must be a whole number, not {value!r}.")
     if isinstance(value, int):

@@ -240,8 +240,6 @@ class GUIEnv(TextEnv):
         else:
             assert action.element is not None
             widget = self._target(screen, action.element)
-        if not widget.enabled:
-            raise InvalidAction(f"{_name(widget)} is disabled; do what enables it first.")
         if action.verb == "type":
             assert action.text is not None
             if not widget.editable:
@@ -254,12 +252,16 @@ class GUIEnv(TextEnv):
                 raise InvalidAction(
                     f"{_name(widget)} is not a text field; you cannot type into it.{where}"
                 )
+            if not widget.enabled:
+                raise InvalidAction(f"{_name(widget)} is disabled; do what enables it first.")
             if len(action.text) > widget.max_chars:
                 raise InvalidAction(
                     f"The text is {len(action.text):,} characters; {_name(widget)} takes at most "
                     f"{widget.max_chars}. Type a shorter text."
                 )
             return backend.type(widget, action.text)
+        if not widget.enabled:
+            raise InvalidAction(f"{_name(widget)} is disabled; do what enables it first.")
         if widget.key == "back":
             return backend.back()
         if widget.role == "textbox" and widget.on_click is None:
