@@ -1,0 +1,122 @@
+"""Agents see the GUI env's screenshots: the openai agent sends them as image content parts."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from typing import Any
+
+import gymnasium as gym
+from fake_openai import chat_body, fake_openai_server
+from PIL import Image
+
+import rounds  # noqa: F401  (registers the envs)
+from rounds.agents import EpisodeSpec, make_agent, run_episodes
+from rounds.agents.openai_agent import OpenAIAgent, with_images
+
+TASK = "settings.wifi-train-0"
+
+
+def images_in(message: dict[str, Any]) -> list[bytes]:
+    content = message.get("content")
+    if not isinstance(content, list):
+        return []
+    found = []
+    for part in content:
+        if part.get("type") == "image_url":
+            url = part["image_url"]["url"]
+            assert url.startswith("data:image/png;base64,")
+            found.append(base64.b64decode(url.split(",", 1)[1]))
+    return found
+
+
+def play(agent: OpenAIAgent, observation: str) -> Any:
+    def make() -> gym.Env[str, str]:
+        return gym.make("rounds/GUI-v0", observation=observation, max_turns=4)
+
+    spec = EpisodeSpec(task_id=TASK, seed=0)
+    return next(iter(run_episodes(make, agent, [spec], env_id="rounds/GUI-v0")))
+
+
+def test_openai_agent_sends_the_screenshot_of_each_turn_as_an_image_part() -> None:
+    replies = iter(["click(2)", "scroll(down)", "finish()"])
+
+    def handler(path: str, payload: dict[str, Any]) -> tuple[int, object, dict[str, str]]:
+        return 200, chat_body(next(replies)), {}
+
+    with fake_openai_server(handler) as (base_url, received):
+        agent = OpenAIAgent("vision-model", base_url=base_url, backoff_s=0.01)
+        rollout = play(agent, "screenshot")
+    assert rollout.episode.num_turns == 3 and len(received) == 3
+    reference = gym.make("rounds/GUI-v0", observation="screenshot").unwrapped
+    _, info = reference.reset(options={"task_id": TASK})
+    first_request = received[0][1]["messages"]
+    sent = images_in(first_request[-1])
+    assert sent == [info["screenshot"]]
+    assert Image.open(io.BytesIO(sent[0])).size == (360, 640)
+    assert first_request[-1]["content"][0]["type"] == "text"
+    assert "Screen: Home" in first_request[-1]["content"][0]["text"]
+    # Later requests carry the newest screenshot only (max_images=1), on the newest observation.
+    second_request = received[1][1]["messages"]
+    assert [bool(images_in(m)) for m in second_request] == [False] * (len(second_request) - 1) + [
+        True
+    ]
+    _, _, _, _, after_click = reference.step("click(2)")
+    assert images_in(second_request[-1]) == [after_click["screenshot"]]
+    # The recorded episode keeps text only: bytes never reach episodes.jsonl.
+    json.dumps(rollout.episode.model_dump(mode="json"))
+    assert all("screenshot" not in turn.info for turn in rollout.episode.turns)
+
+
+def test_no_image_parts_without_screenshots() -> None:
+    def handler(path: str, payload: dict[str, Any]) -> tuple[int, object, dict[str, str]]:
+        return 200, chat_body("finish()"), {}
+
+    with fake_openai_server(handler) as (base_url, received):
+        agent = OpenAIAgent("text-model", base_url=base_url)
+        play(agent, "a11y")
+    messages = received[0][1]["messages"]
+    assert all(isinstance(m["content"], str) for m in messages)
+    assert "[2] listitem" in messages[-1]["content"]
+
+
+def test_tool_results_get_their_image_in_a_following_user_message() -> None:
+    messages = [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "c1"}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "second"},
+    ]
+    shots = {1: b"\x89PNG-one", 3: b"\x89PNG-two"}
+    out = with_images(messages, shots, max_images=2)
+    assert images_in(out[1]) == [b"\x89PNG-one"]
+    assert out[3] == messages[3] and out[4]["role"] == "user"
+    assert images_in(out[4]) == [b"\x89PNG-two"]
+    assert len(with_images(messages, shots, max_images=0)) == len(messages)
+    only_latest = with_images(messages, shots, max_images=1)
+    assert not images_in(only_latest[1]) and images_in(only_latest[4])
+
+
+def test_openai_agent_uses_the_gui_tools_and_the_env_parses_the_call() -> None:
+    def handler(path: str, payload: dict[str, Any]) -> tuple[int, object, dict[str, str]]:
+        assert {t["function"]["name"] for t in payload["tools"]} == {
+            "click",
+            "type",
+            "scroll",
+            "back",
+            "finish",
+        }
+        call = {
+            "id": "c1",
+            "type": "function",
+            "function": {"name": "finish", "arguments": "{}"},
+        }
+        return 200, chat_body(None, [call]), {}
+
+    with fake_openai_server(handler) as (base_url, _):
+        env = gym.make("rounds/GUI-v0").unwrapped
+        agent = make_agent("openai", env, model="m", base_url=base_url)  # type: ignore[arg-type]
+        rollout = play(agent, "both")  # type: ignore[arg-type]
+    assert rollout.episode.num_turns == 1 and not rollout.episode.truncated
+    assert rollout.episode.turns[0].info["invalid_action"] is False
