@@ -29,7 +29,7 @@ from rounds.stats import (
     probability_of_improvement_interval,
     profile_polyline,
     profile_steps,
-    stratified_interval,
+    stratified_intervals,
     task_groups,
 )
 from rounds.storage import RunDir, RunFileWarning
@@ -167,8 +167,10 @@ def compare_runs(runs: list[RunData], *, seed: int = 0) -> dict[str, Any]:
     for task_scores in successes:
         aggregates.append(
             {
-                name: stratified_interval(task_scores, f, seed=seed).model_dump()
-                for name, f in AGGREGATES.items()
+                name: interval.model_dump()
+                for name, interval in stratified_intervals(
+                    task_scores, AGGREGATES, seed=seed
+                ).items()
             }
         )
         profiles.append(profile_steps([float(np.mean(s)) for s in task_scores]))

@@ -75,23 +75,24 @@ def mean_interval(
     )
 
 
-def _bootstrap_interval(
+def _bootstrap_bounds(
     samples: tuple[Any, ...],
     statistic: Callable[..., Any],
+    values: Sequence[float],
     *,
-    value: float,
-    n: int,
     confidence: float,
     n_resamples: int,
     seed: int,
     methods: tuple[str, ...] = ("percentile",),
     **options: Any,
-) -> Interval:
-    """``value`` with a bootstrap interval of ``statistic`` over ``samples``: the first of
-    ``methods`` whose interval is finite and contains ``value`` (BCa is undefined, or can
-    exclude the estimate, when resampled values pile up on ties; the percentile
-    interval always qualifies). ``options`` go to :func:`scipy.stats.bootstrap`, e.g.
-    ``paired``, ``vectorized``.
+) -> list[tuple[float, float]]:
+    """Bootstrap bounds of each of ``values``, the estimates of a vector-valued
+    ``statistic`` (one row per estimate) over ``samples``, all from one set of resamples.
+
+    Each entry gets the first of ``methods`` whose interval is finite and contains its
+    estimate (BCa is undefined, or can exclude the estimate, when resampled values
+    pile up on ties; the percentile interval always qualifies). ``options`` go to
+    :func:`scipy.stats.bootstrap`, e.g. ``paired``, ``vectorized``.
 
     Memory stays bounded on huge runs: resamples are drawn in batches of at most
     :data:`_RESAMPLE_BUDGET` values, and BCa (whose jackknife evaluates the statistic
@@ -102,10 +103,13 @@ def _bootstrap_interval(
 
     from scipy import stats
 
+    estimates = np.asarray(values, dtype=float)
     total = sum(int(np.size(s)) for s in samples)
     options.setdefault("batch", max(1, min(n_resamples, _RESAMPLE_BUDGET // max(total, 1))))
     if total > _BCA_MAX_VALUES:
         methods = tuple(m for m in methods if m != "BCa") or ("percentile",)
+    low, high = np.full(estimates.shape, np.nan), np.full(estimates.shape, np.nan)
+    pending = np.ones(estimates.shape, dtype=bool)
     for method in methods:
         with warnings.catch_warnings():  # a degenerate BCa falls through to the next method
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -119,11 +123,47 @@ def _bootstrap_interval(
                 random_state=np.random.default_rng(seed),
                 **options,
             )
-        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-        if method == "percentile" or (
-            math.isfinite(low) and math.isfinite(high) and low <= value <= high
-        ):
+        lows = np.broadcast_to(np.asarray(result.confidence_interval.low, dtype=float), low.shape)
+        highs = np.broadcast_to(
+            np.asarray(result.confidence_interval.high, dtype=float), high.shape
+        )
+        contains = np.isfinite(lows) & np.isfinite(highs) & (lows <= estimates)
+        usable = pending & (contains & (estimates <= highs) | (method == "percentile"))
+        low[usable], high[usable] = lows[usable], highs[usable]
+        pending &= ~usable
+        if not pending.any():
             break
+    return [(float(a), float(b)) for a, b in zip(low, high, strict=True)]
+
+
+def _bootstrap_interval(
+    samples: tuple[Any, ...],
+    statistic: Callable[..., Any],
+    *,
+    value: float,
+    n: int,
+    confidence: float,
+    n_resamples: int,
+    seed: int,
+    methods: tuple[str, ...] = ("percentile",),
+    **options: Any,
+) -> Interval:
+    """``value`` with the bootstrap interval of a scalar ``statistic`` (see
+    :func:`_bootstrap_bounds`)."""
+
+    def as_row(*resampled: np.ndarray, axis: int = -1) -> Any:
+        return np.expand_dims(np.asarray(statistic(*resampled, axis=axis)), 0)
+
+    [(low, high)] = _bootstrap_bounds(
+        samples,
+        as_row,
+        [value],
+        confidence=confidence,
+        n_resamples=n_resamples,
+        seed=seed,
+        methods=methods,
+        **options,
+    )
     return Interval(value=value, low=low, high=high, n=n, confidence=confidence)
 
 
@@ -239,49 +279,77 @@ def stratified_interval(
     median's, never the mean's; ``resampled`` records which unit was used and ``n``
     counts tasks. The stratified case uses the percentile interval, as rliable does.
     """
+    intervals = stratified_intervals(
+        per_task,
+        {"aggregate": aggregate},
+        confidence=confidence,
+        n_resamples=n_resamples,
+        seed=seed,
+    )
+    return intervals["aggregate"]
+
+
+def stratified_intervals(
+    per_task: Sequence[Sequence[float]] | np.ndarray,
+    aggregates: Mapping[str, Callable[..., Any]],
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, Interval]:
+    """:func:`stratified_interval` of several aggregates, from one set of resamples
+    (each interval is the one :func:`stratified_interval` gives; resampling once
+    makes the four robust aggregates of a run cost one bootstrap, not four)."""
     tasks = [np.asarray(s, dtype=float).ravel() for s in per_task]
     if not tasks or any(t.size == 0 for t in tasks):
         raise ValueError("stratified_interval needs at least one score for every task")
+    functions = list(aggregates.values())
     means = np.array([t.mean() for t in tasks])
-    value = float(aggregate(means, axis=-1))
+    values = [float(f(means, axis=-1)) for f in functions]
     n = len(tasks)
     within = all(t.size >= 2 for t in tasks)
     unit = "samples within tasks" if within else "tasks"
 
-    def fixed(low: float | None, high: float | None) -> Interval:
-        return Interval(value=value, low=low, high=high, n=n, confidence=confidence, resampled=unit)
+    def intervals(bounds: Sequence[tuple[float | None, float | None]]) -> dict[str, Interval]:
+        return {
+            name: Interval(
+                value=value, low=low, high=high, n=n, confidence=confidence, resampled=unit
+            )
+            for name, value, (low, high) in zip(aggregates, values, bounds, strict=True)
+        }
+
+    def aggregated(task_means: np.ndarray) -> Any:
+        return np.stack([np.asarray(f(task_means, axis=-1)) for f in functions], axis=0)
 
     if within:
         if all(np.all(t == t[0]) for t in tasks):
-            return fixed(value, value)  # nothing varies within any task
+            return intervals([(v, v) for v in values])  # nothing varies within any task
 
         def statistic(*samples: np.ndarray, axis: int = -1) -> Any:
-            resampled_means = np.stack([s.mean(axis=axis) for s in samples], axis=-1)
-            return aggregate(resampled_means, axis=-1)
+            return aggregated(np.stack([s.mean(axis=axis) for s in samples], axis=-1))
 
         data: tuple[np.ndarray, ...] = tuple(tasks)
     else:
         if n < 2:
-            return fixed(None, None)
+            return intervals([(None, None)] * len(values))
         if np.all(means == means[0]):
-            return fixed(value, value)
+            return intervals([(v, v) for v in values])
 
         def statistic(*samples: np.ndarray, axis: int = -1) -> Any:
-            return aggregate(samples[0], axis=axis)
+            return aggregated(samples[0])
 
         data = (means,)
-    interval = _bootstrap_interval(
+    bounds = _bootstrap_bounds(
         data,
         statistic,
-        value=value,
-        n=n,
+        values,
         confidence=confidence,
         n_resamples=n_resamples,
         seed=seed,
         methods=("percentile",) if within else ("BCa", "percentile"),
         vectorized=True,
     )
-    return interval.model_copy(update={"resampled": unit})
+    return intervals(bounds)
 
 
 def performance_profile(scores: Any, thresholds: Sequence[float]) -> list[float]:
@@ -555,10 +623,10 @@ def summarize_episodes(
     success = task_scores(groups)
     summary["aggregates"] = {
         "success": {
-            name: stratified_interval(
-                success, function, confidence=confidence, seed=seed
-            ).model_dump()
-            for name, function in AGGREGATES.items()
+            name: interval.model_dump()
+            for name, interval in stratified_intervals(
+                success, AGGREGATES, confidence=confidence, seed=seed
+            ).items()
         }
     }
     summary["performance_profile"] = {
