@@ -113,6 +113,9 @@ TABLE: list[tuple[str, str, bool]] = [
     ("Acute on chronic systolic heart failure exacerbation", "heart_failure", True),
     ("Subarachnoid hemorrhage from a ruptured aneurysm", "subarachnoid_hemorrhage", True),
     ("Small bowel obstruction secondary to adhesions", "small_bowel_obstruction", True),
+    ("Acute appendicitis. Differential includes ovarian torsion.", "appendicitis", True),
+    ("Acute appendicitis\nDifferential: diverticulitis", "appendicitis", True),
+    ("Pneumonia. PE. STEMI.", "pneumonia", True),  # the first sentence is the answer
     # --- typos, word by word, within one edit
     ("pnuemonia", "pneumonia", True),
     ("apendicitis", "appendicitis", True),
@@ -162,6 +165,8 @@ TABLE: list[tuple[str, str, bool]] = [
     ("either gout or cellulitis", "gout", False),
     ("PE (ddx pneumonia)", "pulmonary_embolism", False),
     ("STEMI or NSTEMI", "stemi", False),
+    ("Pneumonia. PE. STEMI.", "stemi", False),
+    ("Possible appendicitis. Appendicitis.", "appendicitis", False),
     ("STEMI (NSTEMI)", "nstemi", False),
     ("PE (vs pneumonia)", "pulmonary_embolism", False),
     ("(STEMI) (NSTEMI) (unstable angina)", "stemi", False),

@@ -9,9 +9,10 @@ learns every loophole of its verifier. The rules, in the order they apply:
 1. **Verbatim.** The truth's own text given back (after normalisation) is correct,
    so a DiagBench record's ``final_diagnosis`` always scores against itself.
 2. **One committed diagnosis.** Only the head of the answer counts: the words
-   before a connector that introduces a cause or complication (``due to``,
-   ``precipitated by``, ``with``, ``secondary to``...), so "DKA precipitated by
-   pneumonia" is DKA. A head that names several diagnoses (a differential or a
+   of its first sentence (or line) before a connector that introduces a cause or
+   complication (``due to``, ``precipitated by``, ``with``, ``secondary to``...),
+   so "DKA precipitated by pneumonia" is DKA, and "Acute appendicitis. Differential:
+   ovarian torsion." is appendicitis. A head that names several diagnoses (a differential or a
    shotgun list), hedges (``possible``, ``rule out``, ``?``, ``or``, ``vs``) or
    only negates (``no``, ``not``, ``unlikely``, ``ruled out``, ``excluded``)
    commits to nothing and scores 0; :meth:`DiagnosisMatcher.commitment` says why.
@@ -309,8 +310,12 @@ ANATOMY_NOUNS = frozenset(
     {"lobe", "lobes", "extremity", "extremities", "limb", "limbs", "quadrant", "leg", "legs"}
     | {"arm", "arms", "pole", "zone", "lid", "lip", "back", "abdomen", "chest", "eyelid"}
 )
-_SEPARATORS = frozenset({",", ";", "(", ")", "/", "and", "but", ":"})
-_TOKEN = re.compile(r"[a-z0-9]+|[,;()/?:]")
+_SEPARATORS = frozenset({",", ";", "(", ")", "/", "and", "but", ":", "|"})
+_TOKEN = re.compile(r"[a-z0-9]+|[,;()/?:|]")
+#: The end of the answer's first sentence (a full stop before a capital, or a line break;
+#: not "E. coli"): the first sentence is the diagnosis, what follows is commentary.
+_SENTENCE_END = re.compile(r"(?<=[A-Za-z0-9)\]]{2})\.\s+(?=[A-Z])|\s*\n\s*")
+_END_OF_HEAD = "|"
 _FILLER_WORDS = frozenset(
     {
         "a",
@@ -341,7 +346,7 @@ def _fold(text: str) -> str:
 
 def diagnosis_tokens(text: str) -> list[str]:
     """The words and separators of a diagnosis text, folded (case, spelling, prefixes)."""
-    text = _fold(text)
+    text = _fold(_SENTENCE_END.sub(f" {_END_OF_HEAD} ", text.strip()))
     text = _LEAD_IN.sub("", " ".join(text.replace("-", " ").split()))
     raw = _TOKEN.findall(text)
     tokens: list[str] = []
@@ -510,6 +515,8 @@ class DiagnosisMatcher:
         """Where the head ends: the first connector after the first word, outside phrases."""
         connectors = [tuple(c.split()) for c in CONNECTORS]
         for j in range(1, len(tokens)):
+            if tokens[j] == _END_OF_HEAD:
+                return j
             if j in inside:
                 continue
             for phrase in connectors:
