@@ -88,6 +88,7 @@ def run_rounds(args: argparse.Namespace, out: str) -> dict[str, float]:
         log_episodes=False,
         checkpoint_every=10_000,
         seed=42,
+        progress=False,
     )
     GRPOTrainer(config=config, on_step=on_step).train()
     return summarize(times, tokens)

@@ -324,6 +324,54 @@ def test_the_python_api_shows_progress_while_it_trains(
     assert "GRPO step" not in capsys.readouterr().out
 
 
+def test_held_out_evaluation_matches_rounds_eval_of_the_checkpoint(
+    tmp_path: Path, vowel_run: TrainedRun
+) -> None:
+    from rounds.agents.evaluate import EvalConfig, evaluate
+
+    out = vowel_run.copy_to(tmp_path / "run")
+    config = GRPOConfig(
+        **{
+            **vowel_run.settings,
+            "output_dir": str(out),
+            "steps": 2,
+            "eval_every": 2,
+            "eval_tasks": 3,
+            "eval_samples_per_task": 2,
+            "progress": False,
+        }
+    )
+    GRPOTrainer(config=config).train()
+    during = [row for row in RunDir(out).metrics() if "eval/success" in row]
+    assert [row["step"] for row in during] == [1]
+    # rounds eval of the saved weights, with the trainer's sampling settings and one batch.
+    summary = evaluate(
+        EvalConfig(
+            env_id=config.env_id,
+            agent="hf",
+            agent_options={
+                "model": str(out / "checkpoints" / "step-000002" / "model"),
+                "max_new_tokens": config.max_new_tokens,
+                "max_context_tokens": config.max_episode_tokens,
+                "max_episode_tokens": config.max_episode_tokens,
+                "seed": config.seed,
+            },
+            split=config.eval_split,
+            tasks=3,
+            samples_per_task=2,
+            seed=config.seed,
+            concurrency=6,
+        ),
+        tmp_path / "eval",
+    )
+    row = during[0]
+    assert row["eval/success"] == pytest.approx(summary["metrics"]["success"]["value"])
+    for k in ("1", "2"):
+        assert row[f"eval/pass@{k}"] == pytest.approx(summary["pass_at_k"][k]["value"])
+    tasks = {e.task_id for e in RunDir(tmp_path / "eval").episodes()}
+    assert tasks == {"validation-0", "validation-1", "validation-2"}  # the split's first three
+
+
 def test_lora_kl_and_step_groups(tmp_path: Path) -> None:
     settings = {
         "env_id": "toys/Vowels3-v0",

@@ -117,6 +117,14 @@ class GRPOTrainer:
         probe.close()
         if not self.task_ids:
             raise ValueError(f"{config.env_id} has no tasks in split {config.split!r}")
+        if config.eval_every:
+            # Plan the held-out evaluation now: a split too small for eval_tasks fails here,
+            # not after the first eval_every steps.
+            eval_probe = self.make_env(config.eval_split)
+            try:
+                plan_evaluation(config, unwrap_text_env(eval_probe))
+            finally:
+                eval_probe.close()
 
         self.device = resolve_device(config.device)
         self.autocast = autocast_dtype(config.bf16, self.device)
