@@ -28,6 +28,7 @@ from rounds.stats import (
     profile_polyline,
     profile_steps,
     stratified_interval,
+    stratified_intervals,
     summarize_episodes,
 )
 from rounds.storage import JsonlWriter, RunDir
@@ -159,6 +160,14 @@ def test_each_aggregate_interval_matches_a_direct_bootstrap(
     assert got.low == pytest.approx(low, abs=0.02)
     assert got.high == pytest.approx(high, abs=0.02)
     assert got.resampled == ("tasks" if 1 in samples else "samples within tasks")
+
+
+@pytest.mark.parametrize("samples", [[1] * 30, [3] * 30, [1, 2, 5] * 10])
+def test_aggregates_from_one_set_of_resamples_match_each_alone(samples: list[int]) -> None:
+    per_task = skewed_scores(samples, seed=11)
+    together = stratified_intervals(per_task, AGGREGATES)
+    for name, aggregate in AGGREGATES.items():
+        assert together[name] == stratified_interval(per_task, aggregate)
 
 
 def test_summary_median_interval_contains_the_median_with_one_episode_per_task() -> None:
