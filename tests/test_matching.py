@@ -386,3 +386,25 @@ def test_the_env_passes_accept_broader_to_its_examiner() -> None:
         env.reset(options={"task_id": task_id})
         *_, info = env.step("diagnosis: acute coronary syndrome")
         assert info["metrics"]["diagnosis_correct"] == expected
+
+
+def test_the_examiner_never_raises_on_any_text() -> None:
+    import random
+    import string
+
+    m = matcher()
+    rng = random.Random(0)
+    alphabet = string.printable + "ßéæœ—…‘’“”()?.,;:/|\u200b\ud800😀"
+    words = [w for key in m.phrases for w in key.split()]
+    words += ["no", "not", "or", "vs", "due", "to", "with", "(", ")", "?", ".", "\n", "non"]
+    truths = [d.id for d in load_knowledge().diseases] + ["Klebsiella liver abscess", ""]
+    for i in range(400):
+        if i % 2:
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 200)))
+        else:
+            text = " ".join(rng.choice(words) for _ in range(rng.randint(0, 30)))
+        truth = rng.choice(truths)
+        assert isinstance(m.same(text, truth), bool)
+        assert isinstance(m.same(truth, text), bool)
+        m.commitment(text)
+        m.resolve(text)
