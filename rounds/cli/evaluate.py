@@ -235,7 +235,13 @@ def eval_command(
         )
     except ValidationError as err:
         fail(
-            cli_words("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in err.errors()))
+            cli_words(
+                "; ".join(
+                    (f"{e['loc'][0]}={e['input']!r}: " if e["loc"] else "")
+                    + str(e["msg"]).removeprefix("Value error, ")
+                    for e in err.errors()
+                )
+            )
         )
     env = make_env_or_fail(env_id, {**kwargs, "split": split}).unwrapped
     try:
