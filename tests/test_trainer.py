@@ -505,6 +505,42 @@ def test_config_loads_from_yaml_and_rejects_unknown_settings(tmp_path: Path) -> 
         GRPOConfig.from_yaml(path)
 
 
+def test_report_to_feeds_the_trackers_and_a_missing_package_fails_before_any_change(
+    tmp_path: Path, vowel_run: TrainedRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    from rounds.trainers.metrics import MetricTrackers
+
+    logged: list[tuple[dict[str, float], int]] = []
+    finished: list[bool] = []
+
+    class FakeRun:
+        def log(self, values: dict[str, float], step: int) -> None:
+            logged.append((values, step))
+
+        def finish(self) -> None:
+            finished.append(True)
+
+    fake = types.ModuleType("wandb")
+    fake.init = lambda **kwargs: FakeRun()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    trackers = MetricTrackers(["wandb"], tmp_path, {"seed": 0})
+    trackers.log({"step": 3, "loss": 0.5, "phase": "warm_start", "done": True}, 3)
+    trackers.close()
+    assert logged == [({"step": 3.0, "loss": 0.5}, 3)] and finished == [True]
+
+    # Without the tensorboard package: refused before the old run in output_dir is cleared.
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    out = vowel_run.copy_to(tmp_path / "run")
+    settings = {**vowel_run.settings, "output_dir": str(out), "resume": False}
+    with pytest.raises(ImportError, match="pip install tensorboard"):
+        GRPOTrainer(config=GRPOConfig(**settings, report_to=["tensorboard"]))
+    assert list(RunDir(out).metrics())  # the earlier run's rows are still there
+    # An old config's tensorboard: true loads as report_to.
+    assert GRPOConfig(tensorboard=True, wandb=False).report_to == ["tensorboard"]
+
+
 def test_rounds_train_cli_with_a_config_file_and_flags(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -85,6 +85,30 @@ def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
+#: The module each tracker needs, and how to install it.
+_TRACKER_NEEDS = {
+    "tensorboard": ("torch.utils.tensorboard", "pip install tensorboard"),
+    "wandb": ("wandb", "pip install wandb"),
+}
+
+
+def require_trackers(report_to: Sequence[str]) -> None:
+    """Fail now, before a run directory is touched, if a tracker of ``report_to`` cannot load.
+
+    Raises:
+        ImportError: its package is missing (the message says how to install it).
+        ValueError: an unknown tracker name.
+    """
+    for name in report_to:
+        if name not in _TRACKER_NEEDS:
+            raise ValueError(f"report_to: unknown tracker {name!r}; use tensorboard or wandb")
+        module, install = _TRACKER_NEEDS[name]
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ImportError(f"report_to: {name} needs its package: {install}") from err
+
+
 class Tracker(Protocol):
     """An experiment tracker: takes each step's numbers, and is closed at the end."""
 
@@ -133,18 +157,16 @@ class WandbTracker:
 
 
 class MetricTrackers:
-    """The trackers of ``report_to``, built when the trainer starts (so a missing package fails
-    before any training) and fed every row."""
+    """The trackers of ``report_to``, built when the trainer starts and fed every row."""
 
     def __init__(self, report_to: Sequence[str], run_path: Path, config: Mapping[str, Any]) -> None:
+        require_trackers(report_to)
         self.trackers: list[Tracker] = []
         for name in report_to:
             if name == "tensorboard":
                 self.trackers.append(TensorBoardTracker(run_path))
-            elif name == "wandb":
-                self.trackers.append(WandbTracker(run_path, config))
             else:
-                raise ValueError(f"report_to: unknown tracker {name!r}; use tensorboard or wandb")
+                self.trackers.append(WandbTracker(run_path, config))
 
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
         values = scalars(metrics)

@@ -41,7 +41,7 @@ from rounds.trainers.checkpoint import latest_checkpoint, read_state, save_check
 from rounds.trainers.config import GRPOConfig
 from rounds.trainers.evaluation import config_env_kwargs, evaluation_metrics, plan_evaluation
 from rounds.trainers.loss import ppo_clip_loss, token_logprobs
-from rounds.trainers.metrics import MetricTrackers, step_metrics
+from rounds.trainers.metrics import MetricTrackers, require_trackers, step_metrics
 from rounds.trainers.policy import autocast_dtype, load_policy, resolve_device
 from rounds.trainers.progress import TrainingProgress
 from rounds.trainers.resume import check_resume
@@ -93,9 +93,11 @@ class GRPOTrainer:
             updates["model"] = model
         if env_id is not None:
             updates["env_id"] = env_id
-        self.config = config = (config or GRPOConfig()).model_copy(update=updates)
-        if updates:
-            self.config = config = GRPOConfig.model_validate(config.model_dump())
+        base = config or GRPOConfig()
+        # Validated again with the overrides, so a bad model or env id fails like a bad config.
+        self.config = config = (
+            GRPOConfig.model_validate({**base.model_dump(), **updates}) if updates else base
+        )
         self.on_step = on_step
         self.on_warm_start = on_warm_start
         self.console = console
@@ -126,6 +128,7 @@ class GRPOTrainer:
             finally:
                 eval_probe.close()
 
+        require_trackers(config.report_to)
         self.device = resolve_device(config.device)
         self.autocast = autocast_dtype(config.bf16, self.device)
         torch.manual_seed(config.seed)
