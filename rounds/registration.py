@@ -15,6 +15,7 @@ import gymnasium as gym
 BUILTIN_ENVS: dict[str, str] = {
     "rounds/Household-v0": "rounds.envs.household.env:HouseholdEnv",
     "rounds/DiagGym-v0": "rounds.envs.clinic.env:DiagGymEnv",
+    "rounds/SWE-v0": "rounds.envs.swe.env:SWEEnv",
     "rounds/GUI-v0": "rounds.envs.gui.env:GUIEnv",
     "rounds/PatientSim-v0": "rounds.envs.patient.env:PatientSimEnv",
 }

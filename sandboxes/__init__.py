@@ -24,7 +24,7 @@ from rounds.sandboxes.base import (
     SandboxError,
     SandboxUnavailable,
 )
-from rounds.sandboxes.pool import SandboxFactory, SandboxPool
+from rounds.sandboxes.pool import SandboxFactory, SandboxPool, shared_pool
 
 Backend = Literal["auto", "docker", "process"]
 BACKENDS: tuple[str, ...] = ("auto", "docker", "process")
@@ -95,4 +95,5 @@ __all__ = [
     "SandboxUnavailable",
     "make_sandbox",
     "resolve_backend",
+    "shared_pool",
 ]

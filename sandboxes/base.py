@@ -318,6 +318,11 @@ class Sandbox(ABC):
     def files(self) -> dict[str, bytes]:
         """Every regular file of the work tree now (relative path -> content)."""
 
+    @property
+    def start_files(self) -> dict[str, bytes]:
+        """The work tree's files at start (or the last :meth:`reset`), a copy."""
+        return dict(self._start_files)
+
     def diff(self) -> str:
         """The work tree's changes since start (or the last :meth:`reset`) as a unified diff."""
         return unified_diff(self._start_files, self.files())

@@ -11,10 +11,11 @@ replaced rather than handed out.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 
 from rounds.sandboxes.base import Sandbox, SandboxError
 
@@ -42,6 +43,10 @@ class SandboxPool:
         self._alive = 0
         self._closed = False
         self._cond = threading.Condition()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def idle(self) -> int:
@@ -161,3 +166,31 @@ class SandboxPool:
             self._cond.notify_all()
         for sandbox in idle:
             self._discard(sandbox)
+
+
+_SHARED: dict[Hashable, SandboxPool] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_pool(key: Hashable, factory: SandboxFactory, *, max_size: int = 8) -> SandboxPool:
+    """The process-wide pool for ``key`` (e.g. backend, image and limits), made on first use.
+
+    Every env instance with the same key draws from one pool, so the envs a trainer makes
+    for its thread pool share warm sandboxes. Shared pools are closed at interpreter exit.
+    """
+    with _SHARED_LOCK:
+        pool = _SHARED.get(key)
+        if pool is None or pool.closed:
+            pool = SandboxPool(factory, max_size=max_size)
+            _SHARED[key] = pool
+        return pool
+
+
+@atexit.register
+def close_shared_pools() -> None:
+    """Close every shared pool (their idle sandboxes are removed)."""
+    with _SHARED_LOCK:
+        pools = list(_SHARED.values())
+        _SHARED.clear()
+    for pool in pools:
+        pool.close()
