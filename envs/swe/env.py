@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from typing import Any, SupportsFloat
+from typing import Any, ClassVar, SupportsFloat
 
 from rounds.actions import InvalidAction
 from rounds.envs.swe.grading import GRADE_TIMEOUT_S, grade_command, parse_test_report
@@ -137,12 +137,14 @@ class SWEEnv(TextEnv):
 
     reward_component_names = ("outcome", "format", *IMMEDIATE_COMPONENTS)
     outcome_components = ("outcome",)
-    default_reward_weights: Mapping[str, float] = dict.fromkeys(reward_component_names, 1.0)
+    default_reward_weights: ClassVar[Mapping[str, float]] = dict.fromkeys(
+        reward_component_names, 1.0
+    )
     splits = ("train", "validation", "test", "all")
     replay_metrics = ("resolved", "submitted", "modified", "turns", "tool_output_tokens")
     replay_series = ("output_tokens",)
     unrecorded_info_keys = ("patch",)
-    variants: Mapping[str, Mapping[str, Any]] = {
+    variants: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "direct": {"shaping": "direct"},
         "process": {"backend": "process"},
     }
@@ -451,11 +453,11 @@ class SWEEnv(TextEnv):
                     "including indentation and line breaks."
                 )
             if count > 1:
-                lines = [
+                where = [
                     text[: m.start()].count("\n") + 1 for m in re.finditer(re.escape(old), text)
                 ]
                 raise InvalidAction(
-                    f"old_str occurs {count} times in {path} (lines {', '.join(map(str, lines[:10]))}); "
+                    f"old_str occurs {count} times in {path} (lines {', '.join(map(str, where[:10]))}); "
                     "include more surrounding lines so it occurs exactly once."
                 )
             updated = text.replace(old, new, 1)

@@ -201,14 +201,14 @@ def _plain(text: str) -> ToolCall | None:
                 arguments["end_line"] = int(match.group("end"))
         return ToolCall("view", arguments)
     if verb == "search":
-        parts = tail.strip()
-        if not parts:
+        query = tail.strip()
+        if not query:
             raise InvalidAction(
                 f"search needs a pattern, e.g. 'search def parse src'. {FORMAT_HELP}"
             )
-        pattern, path = parts, None
-        if " " in parts:
-            candidate_pattern, _, candidate_path = parts.rpartition(" ")
+        pattern, path = query, None
+        if " " in query:
+            candidate_pattern, _, candidate_path = query.rpartition(" ")
             if "/" in candidate_path or "." in candidate_path:
                 pattern, path = candidate_pattern, candidate_path
         pattern = pattern.strip().strip("'\"")
