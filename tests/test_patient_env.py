@@ -125,7 +125,7 @@ def test_bank_sizes_splits_and_layout() -> None:
         row = json.loads(dump_cases([case]))
         assert {"question", "options", "answer_idx", "facts", "atomic_question"} <= set(row)
         assert row["options"][row["answer_idx"]] == case.answer
-        assert 1 <= len(case.facts) - case.shown_count <= 12
+        assert 4 <= len(case.facts) - case.shown_count <= 12
     for case in consult:
         assert case.rubrics is not None and len(case.rubrics) >= 8
         assert any(item["points"] < 0 for item in case.rubrics)

@@ -131,7 +131,7 @@ class PatientSimEnv(TextEnv):
     | ``outcome`` | final turn: the option is correct (multiple choice) or the rubric score (consultation) | [0, 1] |
     | ``format`` | invalid reply (unparseable answer, a question after the limit, a barrage of questions) | {-invalid_action_penalty, 0} |
     | ``repeat_penalty`` | a question that only re-asks facts already known, or repeats an earlier question | {-0.05, 0} |
-    | ``shapley_info_gain`` | a question acquires new hidden facts: the sum of their weights (Shapley values φ_i by default) | [-1, 1]; an episode's sum is v(acquired) − v(∅) |
+    | ``shapley_info_gain`` | a question acquires new hidden facts: the sum of their weights (Shapley values φ_i by default) | [-1, 1]; all hidden facts together earn v(all) − v(∅) |
 
     Shapley values are computed once per case for the gold answer, exactly by
     enumeration up to 12 hidden facts and by permutation Monte Carlo above (every

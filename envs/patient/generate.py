@@ -5,7 +5,8 @@ Each case is a patient sampled from the clinic's case model
 appears), told as atomic facts: who the patient is and why they came (shown),
 then up to :data:`MAX_HIDDEN_FACTS` hidden facts (reported and denied symptoms,
 history, abnormal vital signs, abnormal results of the diagnosis's reference
-labs). A multiple-choice case asks for the most likely diagnosis among the gold
+labs; normal vital signs and more denials when fewer than
+:data:`MIN_HIDDEN_FACTS`). A multiple-choice case asks for the most likely diagnosis among the gold
 one and the four most probable others given what is shown; a consultation case
 carries a rubric (:func:`rounds.envs.rubric.clinical.consultation_rubric`).
 
@@ -44,6 +45,7 @@ GENERATOR_VERSION = "v0"
 MCQ_SIZES = {"train": 240, "validation": 60, "test": 60}
 CONSULTATION_SIZES = {"train": 80, "validation": 20, "test": 20}
 MAX_HIDDEN_FACTS = 12
+MIN_HIDDEN_FACTS = 4
 ATOMIC_QUESTION = "Which of the following is the most likely diagnosis?"
 LETTERS = "ABCDE"
 LEVEL_WORDS = {"very_low": "very low", "low": "low", "high": "high", "very_high": "very high"}
@@ -111,10 +113,16 @@ def _measured_fact(
     known = table is not None and level in table.level_index
     return f"{name} {reading}.", FactInfo(
         observations={key: level} if known else {},
-        says=f"The {who} told me my {name[0].lower() + name[1:]} was {reading}.",
-        says_plainly=f"The {who} said my {plain} was {LEVEL_WORDS.get(level, 'normal')}.",
+        says=f"The {who} told me my {name[0].lower() + name[1:]} {_was(name)} {reading}.",
+        says_plainly=f"The {who} said my {plain} {_was(plain)} {LEVEL_WORDS.get(level, 'normal')}.",
         terms=terms,
     )
+
+
+def _was(name: str) -> str:
+    """ "were" after a plural name ("platelets", "white blood cells"), else "was"."""
+    last = name.split()[-1].lower() if name.split() else ""
+    return "were" if last.endswith("s") and not last.endswith(("ss", "us", "is")) else "was"
 
 
 def case_facts(
@@ -145,11 +153,10 @@ def case_facts(
     history = [h for h, v in case.history.items() if v == "present"]
     no_history = [h for h, v in case.history.items() if v == "denied"]
     ranked: list[tuple[str, FactInfo]] = [_symptom_fact(kb, lay, s, "present") for s in present]
+    padding: list[tuple[str, FactInfo]] = []
     for name, (level, value) in vital_signs(kb, case).items():
-        if level != "normal":
-            ranked.append(
-                _measured_fact(kb, lay, f"vitals.{name}", p.vitals[name], level, value, "nurse")
-            )
+        fact = _measured_fact(kb, lay, f"vitals.{name}", p.vitals[name], level, value, "nurse")
+        (ranked if level != "normal" else padding).append(fact)
     labs = []
     for exam_id in kb.workup(case.diagnosis, case.sex):
         for result in exam_result(kb, case, exam_id):
@@ -169,6 +176,10 @@ def case_facts(
     ranked += [_history_fact(kb, lay, h, "present") for h in history]
     ranked += [_symptom_fact(kb, lay, s, "denied") for s in denied[:3]]
     ranked += [_history_fact(kb, lay, h, "denied") for h in no_history[:2]]
+    # A patient with little to tell still has a few facts to find: normal vital signs, more denials.
+    padding += [_symptom_fact(kb, lay, s, "denied") for s in denied[3:]]
+    padding += [_history_fact(kb, lay, h, "denied") for h in no_history[2:]]
+    ranked += padding[: max(0, MIN_HIDDEN_FACTS - len(ranked))]
     ranked = [
         (text, info)
         for text, info in ranked

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rounds.envs.clinic.knowledge import CategoricalFeature, NumericFeature, load_knowledge
 from rounds.envs.patient.retrieval import tokenize
 from rounds.storage import read_yaml
 
@@ -66,13 +67,31 @@ class LayTable:
 
 @functools.cache
 def load_lay_table(path: Path = LAY_FILE) -> LayTable:
-    """Read ``lay.yaml`` (cached per process)."""
+    """``lay.yaml`` joined with the knowledge base's own names (cached per process).
+
+    Every exam feature also answers to its exam's name and synonyms ("CBC", "full blood
+    count" for the white cell count), and a feature ``lay.yaml`` does not word keeps its
+    catalogue name, so questions in the clinic's vocabulary find the facts too.
+    """
     doc = read_yaml(path)
     entries: dict[str, LayEntry] = {}
     for group in ("symptoms", "history", "vitals", "exams"):
         for name, item in (doc.get(group) or {}).items():
             key = name if group == "exams" else f"{group}.{name}"
             entries[key] = LayEntry(str(item["lay"]), tuple(str(t) for t in item.get("terms", [])))
+    kb = load_knowledge()
+    for exam_id, exam in kb.exams.items():
+        for feature_id, feature in exam.features.items():
+            if not isinstance(feature, NumericFeature | CategoricalFeature):
+                continue  # findings are clinicians' sentences, not something a patient is told
+            key = f"{exam_id}.{feature_id}"
+            known = entries.get(key)
+            names = (feature.name, exam.name, *exam.synonyms)
+            if known is None:
+                entries[key] = LayEntry(feature.name.lower(), names)
+            else:
+                extra = tuple(n for n in names if n not in known.terms)
+                entries[key] = LayEntry(known.lay, (*known.terms, *extra))
     return LayTable(entries)
 
 

@@ -283,7 +283,8 @@ class FactsPatient:
 
     def _dress(self, text: str, persona: Persona, seed: int, *, worry: bool) -> str:
         if persona.talkative:
-            text = _pick(_OPENERS, seed, "opener") + text[0].lower() + text[1:]
+            opener = _pick(_OPENERS, seed, "opener")
+            text = opener + (text if opener.endswith(". ") else text[0].lower() + text[1:])
             text += " " + _pick(_ASIDES, seed, "aside")
         if persona.anxious and worry:
             text += " " + _pick(_WORRIES, seed, "worry")

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 import bm25s
 import numpy as np
 
-_TOKEN = re.compile(r"\d+(?:\.\d+)?|[a-z][a-z0-9']*[a-z0-9]|[a-z]")
+_TOKEN = re.compile(r"\d+(?:\.\d+)?|[a-z][a-z0-9']*[a-z0-9]")
 
-#: Function words, pronouns, question words and politeness: they carry no facts.
+#: Function words, pronouns, question words, politeness and vague nouns ("trouble", "problem"):
+#: they carry no facts, and a match on them alone would reveal an unrelated fact.
 STOPWORDS = frozenset(
     """a an and are as at be but by for if in into is it no not of on or such that the their then
     there these they this to was will with do does did you your yours have has had having any
@@ -25,7 +26,9 @@ STOPWORDS = frozenset(
     experience experienced experiencing feel feeling felt get got getting go going some much many
     more most other others all anything something everything nothing yes yeah okay ok well let
     s t d ll re ve m o y from up out over under again further once here there both each few own
-    same only its it's i'm i've you've you're don't didn't doesn't isn't aren't wasn't""".split()  # noqa: SIM905
+    same only its it's i'm i've you've you're don't didn't doesn't isn't aren't wasn't
+    trouble troubles problem problems issue issues lot lots bit really like thing things kind sort
+    way time times""".split()  # noqa: SIM905
 )
 
 _SUFFIXES = ("ations", "ation", "ings", "ing", "edly", "ies", "ied", "ness", "ed", "es", "s", "ly")
