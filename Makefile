@@ -44,6 +44,7 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/env_step.py
 	$(BIN)/python benchmarks/patient_turn.py
+	$(BIN)/python benchmarks/gui_step.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info runs .pytest_cache .mypy_cache .ruff_cache
