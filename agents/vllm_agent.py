@@ -84,6 +84,7 @@ class VLLMAgent(BaseAgent):
             [{"prompt_token_ids": ids} for ids, _, _ in prompts], params, use_tqdm=False
         )
         elapsed = time.perf_counter() - started
+        self.generation_seconds += elapsed
         actions = []
         for chat, prompt, output in zip(chats, prompts, outputs, strict=True):
             sample = output.outputs[0]
