@@ -315,3 +315,36 @@ def test_variants_and_arguments() -> None:
     with pytest.raises(ValueError, match="unknown GUI task id"):
         make().reset(options={"task_id": "settings.nothing-train-0"})
     assert GUIEnv.replay_metrics and GUIEnv.replay_series == ("potential",)
+
+
+def test_invariants_over_thousands_of_random_steps() -> None:
+    """The tree, hit-testing and sub-goal credit agree on one hidden state, whatever is clicked."""
+    env = make(max_turns=12)
+    ids = env.task_ids("train")
+    rng = np.random.default_rng(2024)
+    steps = 0
+    for _ in range(300):
+        env.reset(options={"task_id": ids[int(rng.integers(len(ids)))]})
+        potential = 0.0
+        while True:
+            screen = env.backend.screen()
+            reachable = screen.interactive()
+            for widget in reachable:
+                x1, y1, x2, y2 = widget.box
+                assert 0 <= x1 < x2 <= SCREEN_WIDTH and 0 <= y1 < y2 <= SCREEN_HEIGHT
+                if widget.clickable:
+                    assert screen.at((x1 + x2) // 2, (y1 + y2) // 2) is widget
+            text = env._last_observation
+            if screen.modal() is not None:
+                shown = {
+                    int(m) for m in re.findall(r"\[(\d+)\]", text.split("only its elements")[-1])
+                }
+                assert shown == {w.id for w in reachable}
+            _, _, terminated, truncated, info = env.step(random_policy(env, rng))
+            steps += 1
+            assert info["potential"] >= potential
+            potential = info["potential"]
+            if terminated or truncated:
+                assert info["metrics"]["subgoal_fraction"] == pytest.approx(potential)
+                break
+    assert steps > 2000
