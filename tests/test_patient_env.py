@@ -12,6 +12,7 @@ from gymnasium.utils.env_checker import check_env
 
 import rounds  # noqa: F401  (registers the envs)
 from rounds.envs.clinic.knowledge import load_knowledge
+from rounds.envs.patient.baselines import consultation_answer, question_for
 from rounds.envs.patient.cases import PatientCase, dump_cases, load_cases, write_cases
 from rounds.envs.patient.env import PatientSimEnv
 from rounds.envs.patient.generate import (
@@ -176,13 +177,21 @@ def test_bad_case_file_says_which_line(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ rewards
 
 
+def first_case_with_a_valuable_fact(env: PatientSimEnv, family: str = "mcq") -> str:
+    for case_id in env.task_ids("test"):
+        if case_id.startswith(family):
+            env.reset(options={"task_id": case_id})
+            if float(env.shapley.phi.max()) > 0.05:  # type: ignore[union-attr]
+                return str(case_id)
+    raise AssertionError("no test case has a hidden fact worth 0.05")
+
+
 def test_asking_a_hidden_fact_that_matters_earns_its_shapley_value_once() -> None:
     env = make()
-    env.reset(options={"task_id": "mcq-test-0003"})
+    env.reset(options={"task_id": first_case_with_a_valuable_fact(env)})
     best = most_valuable(env)
     phi = float(env.shapley.phi[best])  # type: ignore[union-attr]
     assert phi > 0.05
-    from rounds.envs.patient.baselines import question_for
 
     question = question_for(env, best)
     _, reward, *_, info = env.step(question)
@@ -249,7 +258,7 @@ def test_correct_and_wrong_answers_and_the_answer_formats() -> None:
 def test_ask_tool_call_is_a_question() -> None:
     env = make()
     env.reset(options={"task_id": "mcq-test-0003"})
-    obs, *_, info = env.step('{"name": "ask", "arguments": {"question": "Any vaginal bleeding?"}}')
+    obs, *_, info = env.step('{"name": "ask", "arguments": {"question": "Any chest pain?"}}')
     assert obs.startswith('Patient: "') and not info["invalid_action"]
     assert env.questions == 1
 
@@ -269,13 +278,17 @@ def test_question_limit_truncates_with_an_instruction_to_answer() -> None:
 def test_consultation_is_graded_by_its_rubric() -> None:
     env = make()
     env.reset(options={"task_id": "consult-test-0001"})
-    name = env.case.answer
-    _, _, terminated, _, info = env.step(
-        f"answer: The most likely diagnosis is {name}. I recommend a CT abdomen and pelvis and a "
-        "complete blood count. Please seek emergency care if it gets worse."
-    )
-    assert terminated and 0.3 < info["metrics"]["rubric_score"] <= 1.0
+    for i in range(env.hidden_count):
+        env.step(question_for(env, i))
+    env.step("Do you take any medications?")
+    _, _, terminated, _, info = env.step(consultation_answer(env, str(env.case.diagnosis_id)))
+    # Everything but the antibiotic criterion (met only where antibiotics are indicated).
+    assert terminated and info["metrics"]["rubric_score"] >= 0.8
     assert info["outcome"] == info["metrics"]["rubric_score"]
+    env.reset(options={"task_id": "consult-test-0001"})
+    name = env.case.answer
+    *_, info = env.step(f"answer: Possibly {name}, or something else.")
+    assert info["metrics"]["rubric_score"] == 0.0  # a hedged diagnosis does not count
     env.reset(options={"task_id": "consult-test-0001"})
     _, _, _, _, info = env.step("answer: There is nothing to worry about, just go home.")
     assert info["metrics"]["rubric_score"] == 0.0
@@ -286,14 +299,30 @@ def test_consultation_is_graded_by_its_rubric() -> None:
 
 def test_persona_changes_wording_not_facts() -> None:
     replies = {}
+    probe = make()
+    probe.reset(options={"task_id": "mcq-test-0003"})
+    assert probe.mind is not None
+    shown = probe.case.shown_count
+    fact = next(
+        i
+        for i in range(probe.hidden_count)
+        if len(
+            set(probe.mind.facts[shown + i].says.split())
+            ^ set(probe.mind.facts[shown + i].says_plainly.split())
+        )
+        > 1
+    )
+    question = question_for(probe, fact)
     for literacy in ("low", "high"):
         env = make(persona={"literacy": literacy, "talkative": literacy == "low", "anxious": False})
         env.reset(options={"task_id": "mcq-test-0003"})
-        obs, *_ = env.step("Any vaginal bleeding?")
+        obs, *_ = env.step(question)
         replies[literacy] = (obs, set(env.acquired))
-    assert replies["low"][1] == replies["high"][1] != set()
+    assert fact in replies["low"][1]
+    assert replies["low"][1] == replies["high"][1]
     assert replies["low"][0] != replies["high"][0]
-    assert "bleeding down below" in replies["low"][0]
+    said = probe.mind.facts[shown + fact]
+    assert said.says_plainly[1:] in replies["low"][0] and said.says in replies["high"][0]
 
 
 def test_unknown_things_get_i_dont_know() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import gymnasium as gym
@@ -9,6 +10,7 @@ import pytest
 from fake_openai import chat_body, fake_openai_server
 
 import rounds  # noqa: F401
+from rounds.envs.patient.baselines import question_for
 from rounds.envs.patient.env import PatientSimEnv
 from rounds.envs.patient.patient import LLM_SYSTEM_PROMPT, LLMPatient, guard
 from rounds.envs.rubric.grader import Criterion, LLMGrader, grader_prompt, parse_verdict
@@ -30,7 +32,7 @@ def hidden_fact_text(env: PatientSimEnv, index: int) -> str:
 
 
 def test_endpoint_reply_is_used_when_the_guard_passes() -> None:
-    replies = ["Yes, I've had some bleeding, doctor."]
+    replies = ["Yes, I think so, doctor."]
 
     def handler(path: str, payload: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
         return 200, chat_body(replies[0]), {}
@@ -38,7 +40,8 @@ def test_endpoint_reply_is_used_when_the_guard_passes() -> None:
     with fake_openai_server(handler) as (base_url, received):
         env = llm_env(model="patient-model", backend="openai", base_url=base_url)
         env.reset(seed=0, options={"task_id": "mcq-test-0003"})
-        observation, *_, info = env.step("Any vaginal bleeding?")
+        question = question_for(env, 0)
+        observation, *_, info = env.step(question)
         assert observation == f'Patient: "{replies[0]}"'
         assert info["patient_fallback"] is False
         assert env.acquired  # the question's facts are acquired either way
@@ -46,7 +49,7 @@ def test_endpoint_reply_is_used_when_the_guard_passes() -> None:
         assert path == "/chat/completions"
         system = payload["messages"][0]["content"]
         assert system.startswith(LLM_SYSTEM_PROMPT.split("{")[0])
-        assert payload["messages"][-1] == {"role": "user", "content": "Any vaginal bleeding?"}
+        assert payload["messages"][-1] == {"role": "user", "content": question}
         env.close()
 
 
@@ -66,7 +69,7 @@ def test_a_leaking_or_answer_naming_reply_falls_back_to_the_facts_reply() -> Non
     with fake_openai_server(handler) as (base_url, _):
         env = llm_env(model="patient-model", backend="openai", base_url=base_url, max_retries=0)
         env.reset(seed=0, options={"task_id": "mcq-test-0003"})
-        for question in ("Any vaginal bleeding?", "What is your job?", "Are you an AI?"):
+        for question in (question_for(env, 0), "What is your job?", "Are you an AI?"):
             observation, *_, info = env.step(question)
             assert info["patient_fallback"] is True
             assert str(env.case.answer) not in observation
@@ -93,7 +96,7 @@ def test_embedded_tiny_model_patient_is_deterministic_and_guarded() -> None:
         env = llm_env(model="tiny", max_new_tokens=24)
         env.reset(seed=0, options={"task_id": "mcq-test-0003"})
         texts = []
-        for question in ("Any vaginal bleeding?", "Do you smoke?"):
+        for question in (question_for(env, 0), "Do you smoke?"):
             observation, *_, info = env.step(question)
             texts.append(observation)
             if not info["patient_fallback"]:
@@ -165,3 +168,49 @@ def test_llm_judge_on_the_tiny_model_is_deterministic() -> None:
     second = LLMGrader("tiny", max_new_tokens=16, max_attempts=2).grade(CONVERSATION, CRITERIA)
     assert first.met == second.met and first.explanations == second.explanations
     assert first.fallbacks == second.fallbacks
+
+
+def test_consultation_graded_by_the_llm_judge_through_the_env() -> None:
+    def handler(path: str, payload: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        prompt = payload["messages"][0]["content"]
+        met = "most likely diagnosis" in prompt.split("# Rubric item")[1].split("# Instructions")[0]
+        return 200, chat_body(json.dumps({"explanation": "judged", "criteria_met": met})), {}
+
+    with fake_openai_server(handler) as (base_url, received):
+        env = gym.make(
+            "rounds/PatientSim-v0",
+            rubric_grader="llm",
+            rubric_options={"model": "judge", "backend": "openai", "base_url": base_url},
+        ).unwrapped
+        assert isinstance(env, PatientSimEnv)
+        env.reset(options={"task_id": "consult-test-0001"})
+        *_, info = env.step("answer: I am not sure.")
+        env.close()
+    criteria = env.case.rubrics or []
+    assert len(received) == len(criteria)
+    positive = sum(c["points"] for c in criteria if c["points"] > 0)
+    met = sum(c["points"] for c in criteria if c["criterion"].startswith("States "))
+    assert info["metrics"]["rubric_score"] == pytest.approx(max(0.0, met / positive))
+
+
+@pytest.mark.slow
+def test_policy_value_function_in_the_env() -> None:
+    env = gym.make(
+        "rounds/PatientSim-v0",
+        family="mcq",
+        value_function="policy",
+        value_options={"model": "tiny"},
+    ).unwrapped
+    assert isinstance(env, PatientSimEnv)
+    small = next(i for i, c in env.cases.items() if len(c.facts) - c.shown_count == 4)
+    _, info = env.reset(options={"task_id": small})
+    assert info["value_function"] == "policy" and 0.0 < info["value"] < 1.0
+    result = env.shapley
+    assert result is not None and result.method == "exact"
+    assert result.phi.sum() == pytest.approx(result.v_all - result.v_empty, abs=1e-9)
+    from rounds.envs.patient.baselines import question_for
+
+    best = int(abs(result.phi).argmax())
+    *_, info = env.step(question_for(env, best))
+    assert best in env.acquired
+    assert info["reward_components"]["shapley_info_gain"] == pytest.approx(result.phi[best])
