@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import gymnasium as gym
+import pytest
 from fake_openai import chat_body, fake_openai_server
 from PIL import Image
 
@@ -120,3 +121,29 @@ def test_openai_agent_uses_the_gui_tools_and_the_env_parses_the_call() -> None:
         rollout = play(agent, "both")  # type: ignore[arg-type]
     assert rollout.episode.num_turns == 1 and not rollout.episode.truncated
     assert rollout.episode.turns[0].info["invalid_action"] is False
+
+
+def test_recorded_episodes_keep_screenshot_hashes_and_the_screens_can_be_rebuilt() -> None:
+    from rounds.agents.scripted import ScriptedAgent
+    from rounds.envs.gui.screenshots import ScreenshotMismatch, episode_screenshots
+    from rounds.records import Episode
+
+    specs = [EpisodeSpec(task_id=f"files.rename-validation-{i}", seed=i) for i in range(3)]
+    rollouts = list(
+        run_episodes(
+            lambda: gym.make("rounds/GUI-v0", observation="both"),
+            ScriptedAgent("expert"),
+            specs,
+            env_id="rounds/GUI-v0",
+        )
+    )
+    for rollout in rollouts:
+        episode = Episode.model_validate_json(rollout.episode.model_dump_json())
+        assert "screenshot" not in episode.meta["reset_info"]
+        assert all(len(turn.info["screenshot_sha256"]) == 64 for turn in episode.turns)
+        images = episode_screenshots(episode)
+        assert len(images) == len(episode.turns) + 1
+        assert all(Image.open(io.BytesIO(png)).size == (360, 640) for png in images)
+        episode.turns[1].info["screenshot_sha256"] = "0" * 64
+        with pytest.raises(ScreenshotMismatch, match="turn 1"):
+            episode_screenshots(episode)

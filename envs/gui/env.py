@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -360,7 +361,11 @@ class GUIEnv(TextEnv):
             "potential": sum(self._reached) / len(self._reached) if self._reached else 0.0
         }
         if self.observation_mode != "a11y":
-            info["screenshot"] = self.backend.screenshot()
+            png = self.backend.screenshot()
+            info["screenshot"] = png
+            # Recorded (the bytes are not): the replay can tell a turn had a screenshot and
+            # check one rebuilt by `rounds.envs.gui.screenshots.episode_screenshots`.
+            info["screenshot_sha256"] = hashlib.sha256(png).hexdigest()
         return info
 
     # ----------------------------------------------------------- state copies
