@@ -176,8 +176,8 @@ def _draw_widget(
     elif role in ("checkbox", "radio"):
         box = (x1 + 4, middle - 9, x1 + 22, middle + 9)
         if role == "checkbox":
-            fill = palette.accent if widget.checked else None
-            draw.rectangle(box, outline=color, width=2, fill=fill)
+            checked = palette.accent if widget.checked else None
+            draw.rectangle(box, outline=color, width=2, fill=checked)
         else:
             draw.ellipse(box, outline=color, width=2)
             if widget.checked:
