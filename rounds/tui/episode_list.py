@@ -68,7 +68,7 @@ CURVES = [
 #: Episodes the indexing worker hands to the list at a time.
 CHUNK = 2000
 #: Rows the episode table holds at once (the window over the whole list).
-PAGE = 200
+PAGE = 120
 #: Warnings shown as notifications (the status line counts them all).
 NOTIFIED_WARNINGS = 5
 

@@ -2,7 +2,7 @@
 
 Opening a run of 100,000 episodes must not parse every episode, so the index
 keeps each line's byte offset and the fields the episode list shows. It is saved
-beside the file (``.episodes.index.json``) and reused on the next open when the
+beside the file (``.episodes.index.json``: a header line, then rows in chunks) and reused on the next open when the
 file's head is unchanged; lines appended since (a run still being written) are
 indexed incrementally. Lines are decoded by :func:`rounds.storage.decode_line`,
 the readers' decoder: a line that is not a valid episode is never indexed (a
@@ -16,15 +16,17 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from rounds.records import Episode
 from rounds.storage import JsonlLine, atomic_write_text, decode_line, scan_jsonl
 
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 HEAD_BYTES = 65_536
+#: Rows per line of the saved index.
+CACHE_CHUNK = 2000
 
 
 @dataclass
@@ -106,25 +108,34 @@ class EpisodeIndex:
             return hashlib.sha256(handle.read(HEAD_BYTES)).hexdigest()
 
     def load_cache(self) -> bool:
-        """Reuse a saved index if it belongs to this file (same head, file not shorter)."""
+        """Reuse a saved index if it belongs to this file (same head, file not shorter).
+
+        The saved index is a header line and then the rows in chunks of
+        :data:`CACHE_CHUNK`, one JSON line each: a worker thread reading it lets the
+        UI thread run between chunks (one big JSON document would hold the GIL for
+        the whole parse, freezing the first frames of the app).
+        """
         if not self.path.exists() or not self.cache_path.exists():
             return False
         try:
-            data = json.loads(self.cache_path.read_text(encoding="utf-8"))
-            if (
-                data.get("version") != INDEX_VERSION
-                or data.get("end", 0) > self.path.stat().st_size
-            ):
+            with self.cache_path.open(encoding="utf-8") as handle:
+                header = json.loads(handle.readline())
+                if (
+                    header.get("version") != INDEX_VERSION
+                    or header.get("fields") != [f.name for f in fields(EpisodeRow)]
+                    or header.get("end", 0) > self.path.stat().st_size
+                    or (header.get("head") != self._file_head() and self.path.stat().st_size > 0)
+                ):
+                    return False
+                rows: list[EpisodeRow] = []
+                for line in handle:
+                    columns = json.loads(line)
+                    rows += [EpisodeRow(*values) for values in zip(*columns, strict=True)]
+            if len(rows) != header["rows"]:
                 return False
-            if data.get("head") != self._file_head() and self.path.stat().st_size > 0:
-                return False
-            columns = data["columns"]
-            if list(columns) != [f.name for f in fields(EpisodeRow)]:
-                return False
-            self.rows = [EpisodeRow(*values) for values in zip(*columns.values(), strict=True)]
-            self.end, self.lines = int(data["end"]), int(data["lines"])
-            self.warnings = [str(w) for w in data.get("warnings", [])]
-            self.declared = [str(n) for n in data.get("declared", [])]
+            self.rows, self.end, self.lines = rows, int(header["end"]), int(header["lines"])
+            self.warnings = [str(w) for w in header.get("warnings", [])]
+            self.declared = [str(n) for n in header.get("declared", [])]
             return True
         except (OSError, ValueError, KeyError, TypeError):
             self.rows, self.end, self.lines, self.declared = [], 0, 0, []
@@ -134,19 +145,23 @@ class EpisodeIndex:
         """Save the index beside the file (skipped when the directory is read-only)."""
         if not self.rows:
             return
-        names = [f for f in asdict(self.rows[0])]
-        columns = {name: [getattr(r, name) for r in self.rows] for name in names}
-        payload = {
+        names = [f.name for f in fields(EpisodeRow)]
+        header = {
             "version": INDEX_VERSION,
             "head": self._file_head(),
             "end": self.end,
             "lines": self.lines,
+            "rows": len(self.rows),
             "warnings": self.warnings[-50:],
             "declared": self.declared,
-            "columns": columns,
+            "fields": names,
         }
+        lines = [json.dumps(header)]
+        for start in range(0, len(self.rows), CACHE_CHUNK):
+            chunk = self.rows[start : start + CACHE_CHUNK]
+            lines.append(json.dumps([[getattr(r, name) for r in chunk] for name in names]))
         with contextlib.suppress(OSError):  # a read-only run directory: no cache, no harm
-            atomic_write_text(self.cache_path, json.dumps(payload))
+            atomic_write_text(self.cache_path, "\n".join(lines) + "\n")
 
     def update(self, max_rows: int | None = None) -> list[EpisodeRow]:
         """Index complete lines written since the last call (at most ``max_rows`` episodes);
