@@ -348,3 +348,17 @@ def test_invariants_over_thousands_of_random_steps() -> None:
                 assert info["metrics"]["subgoal_fraction"] == pytest.approx(potential)
                 break
     assert steps > 2000
+
+
+def test_hedged_or_negated_answers_do_not_score() -> None:
+    env = make()
+    _, info = env.reset(options={"task_id": "contacts.phone_question-train-5"})
+    phone = info["answer"]
+    for answer in (f"not {phone}", f"{phone} or +1 555 000 0000", f"maybe {phone}"):
+        assert not env.backend.success(answer), answer
+    assert env.backend.success(f'"{phone}".') and env.backend.success(phone.replace(" ", ""))
+    _, info = env.reset(options={"task_id": "calendar.time_question-train-5"})
+    assert env.backend.success(info["answer"])
+    assert not env.backend.success(f"around {info['answer']}")
+    _, info = env.reset(options={"task_id": "files.count_question-train-5"})
+    assert not env.backend.success(f"{info['answer']} or {int(info['answer']) + 1}")

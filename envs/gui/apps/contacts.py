@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -379,6 +380,11 @@ def _delete(device: Device, rng: np.random.Generator) -> Task:
     )
 
 
+def _is_number(answer: str | None) -> bool:
+    """Only a phone number counts: "not +1 555 ..." or "+1 555 ... or ..." does not."""
+    return bool(re.fullmatch(r"[+\d\s().-]+", normalise_answer(answer) if answer else ""))
+
+
 def _phone_question(device: Device, rng: np.random.Generator) -> Task:
     contact = _existing(device, rng)
     name, phone = contact.name, contact.phone
@@ -386,7 +392,7 @@ def _phone_question(device: Device, rng: np.random.Generator) -> Task:
     return Task(
         goal=f'What is {name}\'s phone number? Answer with finish("<number>").',
         subgoals=[("contacts open", opened("contacts")), (f"{name} open", visited(route))],
-        verify=lambda d, answer: digits(answer or "") == digits(phone),
+        verify=lambda d, answer: _is_number(answer) and digits(answer or "") == digits(phone),
         plan=lambda d: [] if route in d.visited else [Step(route)],
         answer=phone,
     )
