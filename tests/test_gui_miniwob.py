@@ -161,6 +161,22 @@ def test_same_task_id_same_page_and_a_screenshot_of_the_task_area(session: Sessi
     assert other != first
 
 
+def test_icon_buttons_get_their_accessible_name_and_clicking_a_field_focuses_it(
+    session: Session,
+) -> None:
+    env = session.env
+    observation, _ = env.reset(options={"task_id": "click-dialog-train-0"})
+    close = next(
+        i for i, role, label in listed(observation) if role == "button" and label == "Close"
+    )
+    _, _, terminated, _, info = env.step(f"click({close})")
+    assert terminated and info["outcome"] == 1.0
+    observation, _ = env.reset(options={"task_id": "focus-text-train-0"})
+    field = next(i for i, role, _ in listed(observation) if role == "textbox")
+    _, _, terminated, _, info = env.step(f"click({field})")
+    assert terminated and info["outcome"] == 1.0
+
+
 def test_zz_browsers_closed_and_nothing_left_the_machine(session: Session) -> None:
     """Runs last: closes the module's browser, then audits processes and traffic."""
     session.env.close()

@@ -199,6 +199,11 @@ class MiniWoBBackend(Backend):
             if not any(str(c.get("tag", "")).startswith("INPUT") for c in children) and text:
                 out.append(self._widget(node, "label", text))
             return
+        if tag in ("button", "a") and not text:
+            # The accessible name includes text kept off screen for screen readers
+            # (jQuery UI's close button is an icon with an off-screen "Close").
+            text = _descendant_text(node)
+            children = [c for c in children if c.get("tag") != "t"]
         widget = self._element(node, tag, text, in_label)
         if widget is not None:
             out.append(widget)
@@ -249,6 +254,7 @@ class MiniWoBBackend(Backend):
             key=str(node.get("id") or ""),
             value=str(node.get("value") or ""),
             max_chars=1000,
+            on_click=partial(self._click, int(node["ref"])),  # focuses it (focus-text tasks)
             on_type=partial(self._type, int(node["ref"])),
             box=_box(node),
             visible=_on_screen(node),
@@ -310,6 +316,12 @@ class MiniWoBBackend(Backend):
         if self.browser is not None:
             browser, self.browser, self._page = self.browser, None, ""
             self.pool.release(browser)
+
+
+def _descendant_text(node: dict[str, Any]) -> str:
+    parts = [str(node.get("text") or "")]
+    parts += [_descendant_text(child) for child in node.get("children") or []]
+    return " ".join(" ".join(parts).split())
 
 
 def _box(node: dict[str, Any]) -> tuple[int, int, int, int]:
