@@ -118,6 +118,9 @@ def test_a_megabyte_of_text_is_rejected_without_harm() -> None:
         "click(\udcff)",
         "finish(" + "9" * 5000 + ")",
         "click(99999999999999999999999)",
+        '{"name": "click", "arguments": {"id": ' + "9" * 5000 + "}}",
+        '{"name": "click", "arguments": "{\\"id\\": ' + "9" * 5000 + '}"}',
+        "click(" + "9" * 5000 + ")",
     ],
 )
 def test_hostile_actions_never_raise(action: object) -> None:

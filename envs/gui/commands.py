@@ -103,7 +103,7 @@ def parse_action(text: str) -> GuiAction:
 def _from_json(body: str) -> GuiAction:
     try:
         call = json.loads(body)
-    except (json.JSONDecodeError, RecursionError) as err:
+    except (ValueError, RecursionError) as err:  # also integers too long to convert
         raise InvalidAction(f"The tool call is not valid JSON ({err}). {USAGE}") from None
     if isinstance(call, dict) and isinstance(call.get("function"), dict):
         call = call["function"]
@@ -113,7 +113,7 @@ def _from_json(body: str) -> GuiAction:
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments) if arguments.strip() else {}
-        except (json.JSONDecodeError, RecursionError) as err:
+        except (ValueError, RecursionError) as err:
             raise InvalidAction(f"The tool call's arguments are not valid JSON ({err}).") from None
     if not isinstance(arguments, dict):
         raise InvalidAction('A tool call\'s "arguments" must be an object, e.g. {"id": 3}.')
