@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 from rounds.actions import InvalidAction, excerpt
 from rounds.envs.clinic.cases import CaseRecord
 from rounds.envs.clinic.knowledge import load_knowledge
-from rounds.envs.clinic.matching import DiagnosisMatcher, ExamMatcher, NameTable, normalise
+from rounds.envs.clinic.exam_names import ExamMatcher, ExamNameTable
+from rounds.envs.clinic.matching import DiagnosisMatcher, normalise
 from rounds.envs.clinic.parsing import FORMAT_HELP, ClinicAction, parse_action
 from rounds.envs.clinic.posterior import Posterior
 from rounds.envs.clinic.sources import make_source
@@ -122,9 +123,11 @@ class DiagGymEnv(TextEnv):
       (default for files), or ``"llm"`` with ``world_model_options``.
     - ``list_exams``: list the exam catalogue in the system prompt (default True; False
       gives a prompt about 1,300 tokens shorter, for small models and fast training).
-    - ``judge``: ``"alias"`` (names, aliases, accepted broader terms, fuzzy matching) or
+    - ``judge``: ``"alias"`` (the strict examiner of :mod:`.matching`: catalogue names and
+      aliases, qualifiers, negations, hedges; a list of diagnoses scores 0) or
       ``"llm"`` with ``judge_options={"model": ..., "base_url": ...}`` (an OpenAI-compatible
-      chat endpoint; alias matching decides when it fails).
+      chat endpoint; the examiner decides when it fails).
+    - ``accept_broader``: accept a broader term of the truth ("ACS" for STEMI); default False.
     - ``max_turns``, ``split``, ``reward_weights``, ``invalid_action_penalty``,
       ``max_action_chars``, ``render_mode``: see :class:`~rounds.TextEnv`.
 
@@ -182,6 +185,7 @@ class DiagGymEnv(TextEnv):
         world_model_options: Mapping[str, Any] | None = None,
         judge: str = "alias",
         judge_options: Mapping[str, Any] | None = None,
+        accept_broader: bool = False,
         list_exams: bool = True,
         max_turns: int = 12,
         **kwargs: Any,
@@ -193,7 +197,7 @@ class DiagGymEnv(TextEnv):
         kind = world_model or ("knowledge" if self.source.generated else "lookup")
         self.world_model = self._make_world_model(kind, dict(world_model_options or {}))
         self.exam_matcher = ExamMatcher(self.kb)
-        self.diagnosis_matcher = DiagnosisMatcher(self.kb)
+        self.diagnosis_matcher = DiagnosisMatcher(self.kb, accept_broader=accept_broader)
         self.judge: Any = None
         if judge == "llm":
             from rounds.envs.clinic.judge import LLMJudge
@@ -213,7 +217,7 @@ class DiagGymEnv(TextEnv):
         self.total_cost = 0.0
         self.diagnosis: str | None = None
         self._record_by_exam: dict[str, str] = {}
-        self._record_names = NameTable(cutoff=88.0)
+        self._record_names = ExamNameTable()
         self._results: dict[str, str] = {}
 
     def _make_world_model(self, kind: str, options: dict[str, Any]) -> WorldModel:
@@ -293,7 +297,7 @@ class DiagGymEnv(TextEnv):
 
     def _index_record(self, record: CaseRecord) -> None:
         self._record_by_exam = {}
-        self._record_names = NameTable(cutoff=88.0)
+        self._record_names = ExamNameTable()
         for name in record.key_pertinent_results_dict:
             exam_id, _ = self.exam_matcher.resolve(name)
             if exam_id is not None:
@@ -353,10 +357,10 @@ class DiagGymEnv(TextEnv):
         match = self._record_names.lookup(name)
         if (
             match is not None
-            and len(match.ids) == 1
+            and len(match) == 1
             and not isinstance(self.world_model, KnowledgeWorldModel)
         ):
-            return ExamRequest(None, match.ids[0], match.ids[0]), note
+            return ExamRequest(None, match[0], match[0]), note
         return None
 
     def _order(self, action: ClinicAction) -> StepResult:

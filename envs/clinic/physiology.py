@@ -215,6 +215,29 @@ def effective_osmolality(m: Measurer) -> float:
     return 2.0 * m.latent("bmp.sodium") + m.latent("bmp.glucose") / 18.0
 
 
+#: hs-cTnI (Abbott ARCHITECT, 99th percentile 26 ng/L) per unit of hs-cTnT (Roche, 14 ng/L).
+TROPONIN_I_PER_T = 26.0 / 14.0
+#: NT-proBNP per unit of BNP at the acute rule-out thresholds (300 and 100 pg/mL, ESC 2021).
+NTPROBNP_PER_BNP = 3.0
+
+
+def _at_same_side(value: float, source: float, source_limit: float, limit: float) -> float:
+    """Keep a second assay on the same side of its cut-off as the first (both report one injury)."""
+    return min(value, limit) if source <= source_limit else max(value, limit + 1.0)
+
+
+def _troponin_i(m: Measurer) -> float:
+    z, _ = m.noise("troponin_i.troponin_i")
+    t = m.latent("troponin.troponin")
+    return _at_same_side(t * TROPONIN_I_PER_T * (1.0 + 0.05 * z), t, 14.0, 26.0)
+
+
+def _nt_probnp(m: Measurer) -> float:
+    z, _ = m.noise("nt_probnp.nt_probnp")
+    bnp = m.latent("bnp.bnp")
+    return _at_same_side(bnp * NTPROBNP_PER_BNP * (1.0 + 0.1 * z), bnp, 100.0, 300.0)
+
+
 def _anion_gap(m: Measurer) -> float:
     return m.latent("bmp.anion_gap")
 
@@ -236,4 +259,6 @@ DERIVATIONS: dict[str, Callable[[Measurer], float]] = {
     "osmolality.osmolality": _osmolality,
     "effective_osmolality": effective_osmolality,
     "anion_gap": _anion_gap,
+    "troponin_i.troponin_i": _troponin_i,
+    "nt_probnp.nt_probnp": _nt_probnp,
 }
