@@ -31,7 +31,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 #: How to tell that a system component is present.
 COMPONENTS = {
     "docker": lambda: shutil.which("docker") is not None,
-    "chromium": lambda: shutil.which("chromium") is not None,
+    "chromium": lambda: all(shutil.which(name) for name in ("chromium", "chromedriver")),
 }
 
 
