@@ -20,6 +20,11 @@ BUILTIN_ENVS: dict[str, str] = {
     "rounds/PatientSim-v0": "rounds.envs.patient.env:PatientSimEnv",
 }
 
+#: Envs that reach an env elsewhere (not tasks of their own, so not in ``rounds list``).
+CLIENT_ENVS: dict[str, str] = {
+    "rounds/Remote-v0": "rounds.server.client:RemoteEnv",
+}
+
 _CATALOGUE: dict[str, str] = {}
 
 
@@ -50,6 +55,9 @@ def register_builtin_envs() -> None:
     """Register every env this release builds (called by ``import rounds``)."""
     for env_id, entry_point in BUILTIN_ENVS.items():
         register_env(env_id, entry_point)
+    for env_id, entry_point in CLIENT_ENVS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry_point)
 
 
 def env_class(env_id: str) -> type[Any]:
