@@ -276,7 +276,7 @@ def test_question_limit_truncates_with_an_instruction_to_answer() -> None:
 
 
 def test_consultation_is_graded_by_its_rubric() -> None:
-    env = make()
+    env = make(max_questions=20)
     env.reset(options={"task_id": "consult-test-0001"})
     for i in range(env.hidden_count):
         env.step(question_for(env, i))

@@ -6,11 +6,15 @@
   diagnosis): the chance floor.
 - ``ask-all`` asks about every hidden fact in turn (up to the question limit),
   then answers what the value function ranks highest given what it learnt.
-- ``greedy`` asks about the hidden fact with the largest Shapley value for the
-  gold answer (acting from the true state, like the clinic's ``reference``
-  policy, its expected gain is its known gain), stops once the value function's
-  top answer has probability :data:`GREEDY_CONFIDENCE` or no remaining fact has
-  a positive value, then answers the top answer.
+- ``greedy`` asks about the hidden fact with the highest expected Shapley gain,
+  ``E_a[|φ_i(a)|] = Σ_a P(a | facts known) |φ_i(a)|``: fact ``i``'s Shapley value
+  for candidate answer ``a`` as the target, in magnitude (how much the fact
+  matters to the question if ``a`` is right), weighted by the doctor's current
+  belief that ``a`` is right. Like every scripted policy it acts from the true
+  state (it knows what each fact says), but it never uses which answer is right
+  (weighing signed values instead only confirms the current favourite). It stops
+  once the top answer has probability :data:`GREEDY_CONFIDENCE` or no fact is
+  expected to gain :data:`GREEDY_MIN_GAIN`, then answers the top answer.
 
 A consultation answer names the top diagnosis, its first reference exams, the
 antibiotic decision where the diagnosis calls for one, and return precautions.
@@ -34,6 +38,8 @@ if TYPE_CHECKING:
 
 #: ``greedy`` answers once the top answer has this probability under the value function.
 GREEDY_CONFIDENCE = 0.9
+#: ``greedy`` answers once no remaining fact is expected to move the belief this much.
+GREEDY_MIN_GAIN = 0.01
 #: ``random`` stops asking with this probability after each question.
 RANDOM_STOP = 0.3
 
@@ -166,9 +172,13 @@ def greedy_policy(env: TextEnv, rng: np.random.Generator) -> str:
     """Ask the most valuable hidden fact until confident or nothing valuable is left."""
     patient = _patient_env(env)
     ranked = ranking(patient)
-    confident = ranked is not None and float(ranked[1].max()) >= GREEDY_CONFIDENCE
-    remaining = [i for i in _unasked(patient) if patient.weights[i] > 0]
+    matrix = patient.candidate_shapley()
+    if ranked is None or matrix is None:
+        return ask_all_policy(env, rng)  # no belief to weigh by: ask in order
+    confident = float(ranked[1].max()) >= GREEDY_CONFIDENCE
+    expected = np.abs(matrix) @ ranked[1]
+    remaining = [i for i in _unasked(patient) if expected[i] > GREEDY_MIN_GAIN]
     if remaining and not confident and not _out_of_questions(patient):
-        best = max(remaining, key=lambda i: float(patient.weights[i]))
+        best = max(remaining, key=lambda i: float(expected[i]))
         return question_for(patient, best)
     return final_answer(patient, rng)

@@ -30,6 +30,7 @@ from rounds.envs.patient.shapley import (
     AdditiveValue,
     ShapleyResult,
     ValueFunction,
+    candidate_shapley,
     coalition_mask,
     fact_weights,
     shapley_values,
@@ -253,6 +254,7 @@ class PatientSimEnv(TextEnv):
         self.persona_setting = persona
         self._shapley_cache: OrderedDict[tuple[str, str], tuple[str, ShapleyResult]] = OrderedDict()
         self._minds: OrderedDict[str, PatientMind] = OrderedDict()
+        self._candidate_cache: OrderedDict[tuple[str, str], np.ndarray | None] = OrderedDict()
         # Episode state.
         self.case: PatientCase = next(iter(self.cases.values()))
         self.mind: PatientMind | None = None
@@ -353,6 +355,19 @@ class PatientSimEnv(TextEnv):
         if len(self._shapley_cache) > SHAPLEY_CACHE_SIZE:
             self._shapley_cache.popitem(last=False)
         return kind, value, result
+
+    def candidate_shapley(self) -> np.ndarray | None:
+        """``(hidden facts, candidates)``: each hidden fact's Shapley value for every candidate
+        answer as the target (for the ``greedy`` doctor); None when the value function is not
+        additive or the case has too many facts."""
+        if not isinstance(self.value, AdditiveValue) or self.value_kind == "none":
+            return None
+        key = (str(self.case.id), f"candidates:{self.value_kind}")
+        if key not in self._candidate_cache:
+            self._candidate_cache[key] = candidate_shapley(self.value)
+            if len(self._candidate_cache) > SHAPLEY_CACHE_SIZE:
+                self._candidate_cache.popitem(last=False)
+        return self._candidate_cache[key]
 
     def _persona(self) -> Persona:
         if isinstance(self.persona_setting, Mapping):

@@ -99,19 +99,39 @@ _INJECTION_CUE = re.compile(
     r"jailbreak|developer|pretend|role ?play|all (?:the |your )?facts|list (?:all|every))\b",
     re.IGNORECASE,
 )
-#: Words that carry no fact (so they never count as a leaked term).
+#: Words that mean the reply talks about being a simulation or a model.
+_META = re.compile(
+    r"\b(?:simulat\w*|language model|an ai\b|a bot\b|chatbot|as an assistant|my instructions|system prompt|"
+    r"fictional|role-?play)",
+    re.IGNORECASE,
+)
+
+
+#: Words that carry no fact (so they never count as a leaked term): reporting words and
+#: every fixed phrase the patient adds (a persona's "Let me think" is not the fact "muddled thinking").
 GENERIC_TERMS = frozenset(
     tokenize(
         "patient reports denies history yes no told doctor nurse said had came because measured "
         "haven't been having got the my of a an was were is am i've i'm it's not normal high low "
         "very pain"
     )
-)
-#: Words that mean the reply talks about being a simulation or a model.
-_META = re.compile(
-    r"\b(?:simulat\w*|language model|an ai\b|a bot\b|chatbot|as an assistant|my instructions|system prompt|"
-    r"fictional|role-?play)",
-    re.IGNORECASE,
+) | frozenset(
+    tokenize(
+        " ".join(
+            [
+                *_OPENERS,
+                *_ASIDES,
+                *_WORRIES,
+                *_UNKNOWN_TERSE,
+                *_UNKNOWN_TALKATIVE,
+                "Should I have?",
+                DIAGNOSIS_REPLY,
+                INJECTION_REPLY,
+                WITHHELD_REPLY,
+                OVERLOAD_REPLY,
+            ]
+        )
+    )
 )
 
 

@@ -186,13 +186,36 @@ def exact_shapley(value: ValueFunction) -> ShapleyResult:
         )
     masks = np.arange(1 << n, dtype=np.int64)
     v = np.asarray(value.values(masks), dtype=float)
+    phi = shapley_from_table(v, n)
+    return ShapleyResult(phi, "exact", float(v[0]), float(v[-1]), np.zeros(n))
+
+
+def shapley_from_table(v: np.ndarray, n: int) -> np.ndarray:
+    """Shapley values from every coalition's value ``v[mask]`` (``(2^n,)`` or ``(2^n, k)`` for k games)."""
+    masks = np.arange(1 << n, dtype=np.int64)
     sizes = mask_bits(masks, n).sum(axis=1).astype(int)
     weights = _coalition_weights(n)
-    phi = np.zeros(n)
+    phi = np.zeros((n, *v.shape[1:]))
     for i in range(n):
         without = masks[(masks >> i & 1) == 0]
-        phi[i] = float(np.sum(weights[sizes[without]] * (v[without | (1 << i)] - v[without])))
-    return ShapleyResult(phi, "exact", float(v[0]), float(v[-1]), np.zeros(n))
+        w = weights[sizes[without]].reshape(-1, *([1] * (v.ndim - 1)))
+        phi[i] = np.sum(w * (v[without | (1 << i)] - v[without]), axis=0)
+    return phi
+
+
+#: :func:`candidate_shapley` enumerates up to this many facts.
+CANDIDATE_MAX_FACTS = 16
+
+
+def candidate_shapley(value: AdditiveValue) -> np.ndarray | None:
+    """``(n, k)``: each fact's Shapley value for each candidate answer as the target (None above
+    :data:`CANDIDATE_MAX_FACTS` facts). Row sums are 0: what one answer gains, others lose."""
+    n = value.n
+    if n > CANDIDATE_MAX_FACTS:
+        return None
+    if n == 0:
+        return np.zeros((0, len(value.base)))
+    return shapley_from_table(value.probabilities(np.arange(1 << n, dtype=np.int64)), n)
 
 
 def monte_carlo_shapley(
