@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from fake_openai import completion_body, fake_openai_server
 
-import rounds  # noqa: F401
+import rounds
 from rounds.actions import InvalidAction
-from rounds.envs.clinic.env import DiagGymEnv
 from rounds.envs.clinic.cases import bank_case, bank_ids
+from rounds.envs.clinic.env import DiagGymEnv
+from rounds.envs.clinic.exam_names import ExamMatcher
 from rounds.envs.clinic.knowledge import load_knowledge
 from rounds.envs.clinic.parsing import parse_action
 
@@ -396,3 +397,142 @@ def test_llm_judge_decides_and_falls_back_to_aliases() -> None:
         )
     with pytest.raises(ValueError, match="judge_options"):
         DiagGymEnv(judge="llm")
+
+
+def test_a_repeated_exam_is_not_a_hit(env: DiagGymEnv) -> None:
+    for exam in ("BNP", "BNP", "BNP", "lipase"):
+        env.step(f"exam: {exam}")
+    _, _, _, _, info = env.step("diagnosis: heart failure")
+    # four exam turns, one first order of a reference exam: the repeats are misses
+    assert info["metrics"]["hit_ratio"] == 0.25
+
+
+@pytest.mark.parametrize(
+    ("order", "exam_id"),
+    [
+        ("CHEST (PA AND LAT)", "chest_xray"),
+        ("CHEST (PORTABLE AP)", "chest_xray"),
+        ("CT HEAD W/O CONTRAST", "ct_head"),
+        ("CT ABD & PELVIS WITH CONTRAST", "ct_abdomen"),
+        ("CTA CHEST W&W/O C&RECONS, NON-CORONARY", "ctpa"),
+        ("LIVER OR GALLBLADDER US (SINGLE ORGAN)", "ruq_ultrasound"),
+        ("RENAL U.S.", "renal_ultrasound"),
+        ("UNILAT LOWER EXT VEINS", "leg_duplex"),
+        ("Troponin T", "troponin"),
+        ("troponin I", "troponin_i"),
+        ("NT-proBNP", "nt_probnp"),
+        ("BNP", "bnp"),
+        ("CT chest", "ct_chest"),
+        ("CTPA", "ctpa"),
+        ("CT urogram", "ct_urogram"),
+        ("Anion Gap", "bmp"),
+        ("urine sodium", "urine_sodium"),
+        ("V/Q scan", "vq_scan"),
+        ("HIDA scan", "hida"),
+        ("venous blood gas", "vbg"),
+        ("complet blod count", "cbc"),
+    ],
+)
+def test_hospital_and_distinct_exam_names_map_to_their_own_item(order: str, exam_id: str) -> None:
+    matcher = ExamMatcher(load_knowledge())
+    assert matcher.resolve(order)[0] == exam_id
+
+
+@pytest.mark.parametrize(
+    "order",
+    ["troponin X", "CT chest with contrast", "MRI abdomen", "urine potassium", "CT neck"],
+)
+def test_an_order_that_cannot_be_mapped_is_not_available(env: DiagGymEnv, order: str) -> None:
+    observation, reward, terminated, _, info = env.step(f"exam: {order}")
+    assert info["invalid_action"] and "not available" in observation and not terminated
+    assert env.ordered == []
+
+
+def test_lookup_mode_never_answers_another_tests_result(tmp_path: Path) -> None:
+    case = {
+        "note_id": "t1",
+        "case_summary": "- Patient Information: 60 y/o M\n- Chief Complaint: chest pain",
+        "final_diagnosis": "NSTEMI",
+        "recommended_exam_names": ["Troponin T", "CHEST (PA AND LAT)"],
+        "key_pertinent_results_dict": {
+            "Troponin T": "0.35 ng/mL (H)",
+            "CHEST (PA AND LAT)": "No acute cardiopulmonary process.",
+            "Sodium": "139",
+        },
+    }
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps(case) + "\n")
+    env = DiagGymEnv(cases=str(path))
+    env.reset(options={"task_id": "t1"})
+    observation, *_ = env.step("exam: chest x-ray")
+    assert "No acute cardiopulmonary process" in observation
+    observation, *_ = env.step("exam: troponin I")  # a different assay: not the troponin T
+    assert "0.35" not in observation and "Not performed" in observation
+    observation, *_ = env.step("exam: urine sodium")  # not the serum sodium
+    assert "139" not in observation
+    observation, *_ = env.step("exam: troponin T")
+    assert "0.35 ng/mL" in observation
+
+
+def test_the_catalogue_has_the_common_emergency_tests() -> None:
+    kb = load_knowledge()
+    assert len(kb.exams) >= 95 and len(kb.diseases) >= 80
+    needed = {
+        "vbg", "type_and_screen", "ethanol", "acetaminophen", "salicylate",
+        "urine_drug_screen", "ammonia", "ldh", "haptoglobin", "blood_smear", "phosphate",
+        "fibrinogen", "fast", "vq_scan", "hida", "mrcp", "scrotal_ultrasound", "rapid_strep",
+        "sti_naat", "urine_sodium", "troponin_i", "nt_probnp", "ct_chest", "ct_urogram",
+    }  # fmt: skip
+    assert needed <= set(kb.exams)
+    mimics = {
+        "sepsis", "covid19", "gerd", "msk_chest_pain", "panic_attack", "viral_uri",
+        "strep_pharyngitis", "tia", "bppv", "lower_gi_bleed", "variceal_bleed",
+        "mesenteric_ischemia", "ruptured_aaa", "ovarian_torsion", "testicular_torsion", "pid",
+        "miscarriage", "septic_arthritis", "endocarditis", "myocarditis", "cardiac_tamponade",
+        "svt", "ventricular_tachycardia", "complete_heart_block", "hyperkalemia",
+        "hyponatremia", "hypercalcemia", "opioid_overdose", "acetaminophen_overdose",
+        "salicylate_overdose", "alcohol_withdrawal", "rhabdomyolysis", "hsv_encephalitis",
+        "guillain_barre", "cauda_equina",
+    }  # fmt: skip
+    assert mimics <= set(kb.disease_index)
+    # Chest pain is acute coronary syndrome in roughly 5-15% of ED visits.
+    table = kb.tables["complaint"]
+    weight = kb.prior * table.probs[:, table.level_index["chest_pain"]]
+    acs = [kb.disease_index[d] for d in ("stemi", "nstemi", "unstable_angina")]
+    assert 0.05 <= weight[acs].sum() / weight.sum() <= 0.15
+
+
+def test_single_step_variant_scores_one_move() -> None:
+    env = rounds.make("rounds/DiagGym-v0", variant="single-step")
+    base = env.unwrapped
+    reference = base.scripted_policies()["reference"]
+    rng = np.random.default_rng(0)
+    hits, diagnoses, given = [], [], []
+    for task_id in base.task_ids("test")[:40]:
+        observation, _ = env.reset(options={"task_id": task_id})
+        assert "Make one move" in observation
+        given.append(base.exams_given)
+        if base.exams_given:
+            assert "Examinations already done" in observation
+        _, reward, terminated, _, info = env.step(reference(base, rng))
+        assert terminated
+        metrics = info["metrics"]
+        if "hit_ratio" in metrics:
+            hits.append(metrics["hit_ratio"])
+        else:
+            diagnoses.append(metrics["diagnosis_correct"])
+        assert reward == pytest.approx(metrics["success"] + 0.1 * metrics["diagnosis_given"])
+    assert hits and diagnoses and all(hits) and all(diagnoses)
+    assert min(given) == 0 and max(given) >= 3
+    # an exam already in the history is not a hit; a wrong diagnosis is not correct
+    task = next(
+        t for t in base.task_ids("test") if base.reset(options={"task_id": t}) and base.exams_given
+    )
+    done = base.kb.exams[base.ordered[0]].name
+    *_, info = env.step(f"exam: {done}")
+    assert info["metrics"]["hit_ratio"] == 0.0 and task
+    env.reset(options={"task_id": task})
+    *_, info = env.step(
+        "diagnosis: gout" if base.patient.case.diagnosis != "gout" else "diagnosis: migraine"
+    )
+    assert info["metrics"]["diagnosis_correct"] == 0.0

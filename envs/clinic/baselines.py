@@ -38,7 +38,8 @@ def _clinic(env: TextEnv) -> DiagGymEnv:
 
 
 def _last_turn(env: DiagGymEnv) -> bool:
-    return env.turn + 1 >= env.max_turns
+    """Whether this reply must be the diagnosis (never in the single-step variant: one free move)."""
+    return not env.single_step and env.turn + 1 >= env.max_turns
 
 
 def reference_policy(env: TextEnv, rng: np.random.Generator) -> str:
@@ -61,7 +62,7 @@ def reference_policy(env: TextEnv, rng: np.random.Generator) -> str:
 def random_policy(env: TextEnv, rng: np.random.Generator) -> str:
     """Random exams, stopping with probability 0.3 each turn, then a random diagnosis."""
     clinic = _clinic(env)
-    if _last_turn(clinic) or (clinic.turn > 0 and rng.random() < 0.3):
+    if _last_turn(clinic) or ((clinic.turn > 0 or clinic.single_step) and rng.random() < 0.3):
         disease = clinic.kb.diseases[int(rng.integers(len(clinic.kb.diseases)))]
         return f"diagnosis: {disease.name}"
     exams = list(clinic.kb.exams.values())
@@ -107,10 +108,11 @@ def bayes_choice(env: DiagGymEnv, rng: np.random.Generator) -> tuple[str, str, f
     best_disease, confidence = posterior.top(1)[0]
     if _last_turn(env) or confidence >= BAYES_CONFIDENCE:
         return "diagnose", best_disease, confidence
+    sex = env.patient.case.sex if env.patient is not None and env.patient.case else None
     gains = {
         exam_id: expected_information_gain(posterior, exam_id, rng)
-        for exam_id in env.kb.exams
-        if exam_id not in env.ordered
+        for exam_id, exam in env.kb.exams.items()
+        if exam_id not in env.ordered and exam.sex in (None, sex)
     }
     exam_id = max(gains, key=lambda e: (gains[e], -env.kb.exams[e].cost))
     if gains[exam_id] < BAYES_MIN_GAIN:

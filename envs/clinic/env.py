@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+import numpy as np
+
 from rounds.actions import InvalidAction, excerpt
-from rounds.envs.clinic.cases import CaseRecord
-from rounds.envs.clinic.knowledge import load_knowledge
+from rounds.envs.clinic.cases import CaseRecord, stable_seed
 from rounds.envs.clinic.exam_names import ExamMatcher, ExamNameTable
+from rounds.envs.clinic.knowledge import load_knowledge
 from rounds.envs.clinic.matching import DiagnosisMatcher, normalise
 from rounds.envs.clinic.parsing import FORMAT_HELP, ClinicAction, parse_action
 from rounds.envs.clinic.posterior import Posterior
@@ -175,6 +177,7 @@ class DiagGymEnv(TextEnv):
         "info-gain": {"reward_weights": {"info_gain": 0.1}},
         "cost-aware": {"reward_weights": {"cost": 0.001, "repeat_penalty": 1.0}},
         "lookup": {"world_model": "lookup"},
+        "single-step": {"single_step": True},
     }
 
     def __init__(
@@ -188,9 +191,15 @@ class DiagGymEnv(TextEnv):
         accept_broader: bool = False,
         list_exams: bool = True,
         max_turns: int = 12,
+        single_step: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(max_turns=max_turns, **kwargs)
+        super().__init__(max_turns=1 if single_step else max_turns, **kwargs)
+        self.single_step = single_step
+        self.exams_given = 0
+        """Single-step: how many reference exams the history already holds."""
+        self.move: str | None = None
+        """Single-step: ``"hit"``, ``"miss"`` or ``"diagnosis"`` once the agent moved."""
         self.kb = load_knowledge()
         self.list_exams = list_exams
         self.source = make_source(self.kb, str(cases))
@@ -293,7 +302,52 @@ class DiagGymEnv(TextEnv):
         if case is not None and isinstance(self.world_model, KnowledgeWorldModel):
             self.posterior = Posterior(self.kb)
             self.posterior.observe_all(case.observations())
-        return record.case_summary, {"answer": record.final_diagnosis, **self._posterior_info()}
+        observation = record.case_summary
+        self.move = None
+        if self.single_step:
+            observation += self._given_history(task_id)
+        return observation, {"answer": record.final_diagnosis, **self._posterior_info()}
+
+    def _given_history(self, task_id: str) -> str:
+        """Single-step: run the first k reference exams (k fixed by the task) and show them.
+
+        k is uniform over 0..len(reference): with every reference exam done, the
+        right move is the diagnosis; otherwise it is one of the remaining exams.
+        """
+        assert self.patient is not None
+        record = self.patient.record
+        names = (
+            [self.kb.exams[e].name for e in self.reference]
+            if self.patient.case is not None
+            else list(dict.fromkeys(record.recommended_exam_names))
+        )
+        rng = np.random.default_rng(stable_seed("single-step", task_id))
+        self.exams_given = int(rng.integers(0, len(names) + 1))
+        lines = []
+        for name in names[: self.exams_given]:
+            request, _ = self._resolve_request(name) or (
+                ExamRequest(
+                    None, name, name if name in record.key_pertinent_results_dict else None
+                ),
+                "",
+            )
+            outcome = self.world_model.examine(self.patient, request)
+            key = self._exam_key(name)
+            self._results[key] = outcome.text
+            self.ordered.append(key)
+            self.patient.history.append((request.name, outcome.text))
+            if self.posterior is not None:
+                self.posterior.observe_all(outcome.observations)
+            lines.append(f"Exam name:\n{request.name}\nExam results:\n{outcome.text}")
+        done = (
+            "\n\nExaminations already done:\n" + "\n\n".join(lines)
+            if lines
+            else "\n\nNo examinations have been done yet."
+        )
+        return (
+            done + "\n\nMake one move: order the single next examination, or give the final "
+            "diagnosis if the information is sufficient."
+        )
 
     def _index_record(self, record: CaseRecord) -> None:
         self._record_by_exam = {}
@@ -378,8 +432,17 @@ class DiagGymEnv(TextEnv):
             request.exam_id if request.exam_id is not None else f"record:{normalise(request.name)}"
         )
         components: dict[str, float] = {}
+        if self.single_step:
+            hit = key in self.reference and key not in self._results
+            self.move = "hit" if hit else "miss"
+            return StepResult(
+                f"Next examination recorded: {request.name}. The single-step evaluation is over.",
+                terminated=True,
+                info={"answer": self._answer(), **self._posterior_info()},
+            )
         self.exam_turns += 1
-        if key in self.reference or request.record_name is not None:
+        # A hit is a first order of an exam the case has; a repeat is never a hit.
+        if key not in self._results and (key in self.reference or request.record_name is not None):
             self.hits += 1
         if key in self._results:
             text = self._results[key]
@@ -412,19 +475,49 @@ class DiagGymEnv(TextEnv):
             observation, components, info={"answer": self._answer(), **self._posterior_info()}
         )
 
-    def _finish(self, terminated: bool) -> EpisodeEnd:
+    def _judge_diagnosis(self) -> bool:
         assert self.patient is not None
         record = self.patient.record
-        given = self.diagnosis is not None
         truth = (
             self.patient.case.diagnosis if self.patient.case is not None else record.final_diagnosis
         )
-        if not given:
-            correct = False
-        elif self.judge is not None:
-            correct = self.judge.same(self.diagnosis or "", truth, record.final_diagnosis)
-        else:
-            correct = self.diagnosis_matcher.same(self.diagnosis or "", truth)
+        if self.diagnosis is None:
+            return False
+        if self.judge is not None:
+            return bool(self.judge.same(self.diagnosis, truth, record.final_diagnosis))
+        return bool(self.diagnosis_matcher.same(self.diagnosis, truth))
+
+    def _finish_single_step(self) -> EpisodeEnd:
+        """One move scored as the paper's single-turn evaluation: exam hit or diagnosis accuracy."""
+        metrics = {
+            "exams_given": float(self.exams_given),
+            "diagnosis_expected": float(self.exams_given == len(self.reference)),
+        }
+        correct = False
+        if self.move in ("hit", "miss"):
+            correct = self.move == "hit"
+            metrics["hit_ratio"] = float(correct)
+        elif self.diagnosis is not None:
+            correct = self._judge_diagnosis()
+            metrics["diagnosis_correct"] = float(correct)
+        metrics["success"] = float(correct)
+        metrics["diagnosis_given"] = float(self.diagnosis is not None)
+        return EpisodeEnd(
+            components={
+                "outcome": float(correct),
+                "completion": COMPLETION_BONUS * float(self.diagnosis is not None),
+                "exam_f1": 0.0,
+            },
+            metrics=metrics,
+        )
+
+    def _finish(self, terminated: bool) -> EpisodeEnd:
+        assert self.patient is not None
+        if self.single_step:
+            return self._finish_single_step()
+        record = self.patient.record
+        given = self.diagnosis is not None
+        correct = self._judge_diagnosis()
         ordered, reference = set(self.ordered), set(self.reference)
         overlap = len(ordered & reference)
         if not ordered and not reference:

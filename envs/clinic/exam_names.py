@@ -59,8 +59,33 @@ _WORDS = {
 }
 #: Words that add nothing to what is ordered.
 _FILLER = frozenset(
-    "a an the please order obtain perform get stat urgent some do send request check "
-    "routine portable single organ exam study scan test level levels".split()
+    [
+        "a",
+        "an",
+        "the",
+        "please",
+        "order",
+        "obtain",
+        "perform",
+        "get",
+        "stat",
+        "urgent",
+        "some",
+        "do",
+        "send",
+        "request",
+        "check",
+        "routine",
+        "portable",
+        "single",
+        "organ",
+        "exam",
+        "study",
+        "scan",
+        "test",
+        "level",
+        "levels",
+    ]
 )
 #: Words that distinguish tests and therefore may not be fuzzily matched or dropped.
 _SHORT = 3
