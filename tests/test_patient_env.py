@@ -389,3 +389,24 @@ def test_case_model_rejects_inconsistent_cases() -> None:
         PatientCase(facts=["x"], options={"A": "a"}, answer_idx="B")
     with pytest.raises(ValueError, match="at least one fact"):
         PatientCase(facts=[" "], options={"A": "a"}, answer_idx="A")
+
+
+def test_greedy_never_looks_at_the_gold_answer(tmp_path: Path) -> None:
+    case = generated_bank()["mcq-test-0002"]
+    other = next(letter for letter in case.options if letter != case.answer_idx)
+    relabelled = case.model_copy(update={"id": "relabelled", "answer_idx": other, "answer": None})
+    relabelled = PatientCase.model_validate(relabelled.model_dump())
+    path = tmp_path / "two.jsonl"
+    write_cases(path, [case, relabelled])
+    env = make(cases=str(path))
+    policy = env.scripted_policies()["greedy"]
+    runs = []
+    for task in (str(case.id), "relabelled"):
+        env.reset(seed=0, options={"task_id": task})
+        actions, done = [], False
+        while not done:
+            actions.append(policy(env, np.random.default_rng(0)))
+            *_, terminated, truncated, _ = env.step(actions[-1])
+            done = terminated or truncated
+        runs.append(actions)
+    assert runs[0] == runs[1] and len(runs[0]) > 1
