@@ -362,3 +362,26 @@ def test_hedged_or_negated_answers_do_not_score() -> None:
     assert not env.backend.success(f"around {info['answer']}")
     _, info = env.reset(options={"task_id": "files.count_question-train-5"})
     assert not env.backend.success(f"{info['answer']} or {int(info['answer']) + 1}")
+
+
+def test_expert_recovers_from_random_detours_and_never_loops() -> None:
+    """From states a few random actions away, the expert still finishes (it gives up on a
+    task the detour made impossible, e.g. a file moved away, instead of looping)."""
+    env = make(max_turns=80)
+    wins = runs = 0
+    for name in TEMPLATES:
+        for index in range(10):
+            env.reset(options={"task_id": f"{name}-train-{index}"})
+            rng = np.random.default_rng(index)
+            for _ in range(6):
+                action = random_policy(env, rng)
+                if not action.startswith("finish"):
+                    env.step(action)
+            while True:
+                _, _, terminated, truncated, info = env.step(expert_policy(env, rng))
+                if terminated or truncated:
+                    break
+            assert terminated, (name, index)
+            wins += int(info["metrics"]["success"])
+            runs += 1
+    assert wins / runs > 0.9

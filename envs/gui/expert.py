@@ -90,9 +90,14 @@ def _navigate(device: Device, screen: Screen, target: Route) -> str:
     current = device.route
     for index in range(len(hops) - 1, -1, -1):
         before = HOME if index == 0 else hops[index - 1][0]
+        if before != current:
+            continue
         widget = screen.by_key(hops[index][1])
-        if before == current and widget is not None:
-            return _use(screen, widget, None)
+        if widget is None:
+            # The way on is gone (e.g. the file was moved away): the step cannot be reached,
+            # and going back and forth would never end. Give up.
+            return "finish()"
+        return _use(screen, widget, None)
     for route, key in reversed(hops):
         widget = screen.by_key(key)
         if key.startswith("tab:") and widget is not None and route != current:
