@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import DataTable, Input, Label, Static
 from typer.testing import CliRunner
 
 from rounds.records import Episode
@@ -525,31 +525,44 @@ async def test_search_and_filter_cover_the_whole_list(big_run: tuple[Path, list[
     app = ReplayApp(run)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await indexed(app, pilot)
-        await pilot.press("slash", *"MARKER-01100", "enter")
+        await ask(pilot, "slash", "MARKER-01100")
         await wait_for(pilot, lambda: not screen._search_busy and len(screen.view) == 1)
         await pilot.press("enter")
         assert isinstance(app.screen, EpisodeScreen) and app.screen.episode.id == ids[1100]
         await pilot.press("escape", "escape")
         assert len(screen.view) == BIG and highlighted_task(screen) == task(1100)  # kept
         # The search looks in observations and actions, as its help says, not in task ids.
-        await pilot.press("g", "slash", *task(42), "enter")
+        await pilot.press("g")
+        await ask(pilot, "slash", task(42))
         await wait_for(pilot, lambda: not screen._search_busy and screen.searched == BIG)
         assert screen.view == []
-        await pilot.press("escape", "slash", *"go 1", "enter")  # every second action
+        await pilot.press("escape")
+        await ask(pilot, "slash", "go 1")  # every episode's second action
         await wait_for(pilot, lambda: not screen._search_busy and screen.searched == BIG)
         assert len(screen.view) == BIG
-        await pilot.press("escape", "f", *"seed>=1000", "enter")
+        await pilot.press("escape")
+        await ask(pilot, "f", "seed>=1000")
         await pilot.pause(0.05)
         assert len(screen.view) == BIG - 1000 and highlighted_task(screen) == task(1000)
         await pilot.press("G")
         assert highlighted_task(screen) == task(BIG - 1)
         # A declared metric is a filter field.
-        await pilot.press("escape", "f", *"score>=0.9 seed<100", "enter")
+        await pilot.press("escape")
+        await ask(pilot, "f", "score>=0.9 seed<100")
         await pilot.pause(0.05)
         assert [r.seed for r in screen.view] == list(range(9, 100, 10))
-        await pilot.press("escape", "f", *"seed>=600", "enter", "slash", *"marker-0070", "enter")
+        await pilot.press("escape")
+        await ask(pilot, "f", "seed>=600")
+        await ask(pilot, "slash", "marker-0070")
         await wait_for(pilot, lambda: not screen._search_busy and screen.searched == BIG)
         assert [r.task_id for r in screen.view] == [task(i) for i in range(700, 710)]
+
+
+async def ask(pilot: Any, key: str, text: str) -> None:
+    """Open a prompt with ``key`` (search or filter), enter ``text`` and submit it."""
+    await pilot.press(key)
+    pilot.app.screen.query_one(Input).value = text
+    await pilot.press("enter")
 
 
 async def wait_for(pilot: Any, condition: Any, timeout: float = 30) -> None:
@@ -572,7 +585,7 @@ async def test_a_record_of_the_wrong_shape_is_skipped_with_a_warning(
             f"line {BAD_LINE}: skipped, not an episode record (env_id: Field required" in messages
         )
         assert "1 warnings" in screen.query_one("#status", StatusLine).text
-        await go_to(pilot, screen, BAD_LINE - 1)  # the episode after the bad line
+        screen.action_move(BAD_LINE - 1)  # to the episode after the bad line
         await pilot.press("enter")
         assert isinstance(app.screen, EpisodeScreen) and app.screen.episode.id == ids[BAD_LINE - 1]
 
@@ -714,3 +727,22 @@ def test_replay_shows_rows_in_a_real_terminal_without_a_resize(
         assert (run / ".episodes.index.json").exists()  # the later opens used the saved index
     finally:
         subprocess.run([*tmux, "kill-server"], check=False, capture_output=True)
+
+
+async def test_a_click_moves_the_cursor_and_a_second_click_opens(
+    big_run: tuple[Path, list[str]],
+) -> None:
+    run, ids = big_run
+    app = ReplayApp(run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await indexed(app, pilot)
+        await pilot.press("G", *["k"] * 3)  # a window far from the start
+        await pilot.pause()
+        table = screen.query_one("#episodes", DataTable)
+        row = round(table.scroll_y) + 2  # the header is the first line
+        await pilot.click(table, offset=(5, 3))
+        assert screen.cursor == screen.start + row and screen.start > 0
+        assert highlighted_task(screen) == task(screen.cursor)
+        clicked = screen.cursor
+        await pilot.click(table, offset=(5, 3))
+        assert isinstance(app.screen, EpisodeScreen) and app.screen.episode.id == ids[clicked]

@@ -41,7 +41,7 @@ HELP = """[b]rounds replay[/b]
   enter          open the episode
   /              search the observations and actions of every episode
   f              filter, e.g. outcome>0 env~Diag turns<=3 success=false
-                 (also any metric shown as a column, e.g. score>=0.5)
+                 (and any metric the env declares, e.g. score>=0.5)
   s / r          sort by the next column / reverse the order
   escape         clear the search and the filter
 

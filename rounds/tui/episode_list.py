@@ -143,6 +143,7 @@ class EpisodeListScreen(Screen[None]):
         self.warnings: list[str] = []
         self._index_busy = False
         self._search_busy = False
+        self._screen_row = 0
         self._notified = 0
         self._compiled: tuple[str, Any] = ("", parse_filter(""))
 
@@ -239,7 +240,9 @@ class EpisodeListScreen(Screen[None]):
         self.report_warnings()
         if first and self.index.torn_tail() and not self.replay.follow:
             self.app.notify(
-                "The last line of episodes.jsonl is incomplete and was skipped.", severity="warning"
+                "The last line of episodes.jsonl is incomplete and was skipped (a writer was "
+                "interrupted; resuming the run moves it to episodes.jsonl.torn).",
+                severity="warning",
             )
         self.continue_search()
         self.update_status()
@@ -329,12 +332,20 @@ class EpisodeListScreen(Screen[None]):
             ]
         )
         if table.row_count:
-            row = self.cursor - self.start
-            table.move_cursor(row=row, animate=False, scroll=False)
-            visible = max(1, table.scrollable_content_region.height - 1)
-            top = max(0, row - max(0, min(screen_row, visible - 1)))
-            self.call_after_refresh(table.scroll_to, y=top, animate=False)
+            table.move_cursor(row=self.cursor - self.start, animate=False, scroll=False)
+            # The table knows its new height only after a refresh; keys handled before then
+            # move the cursor on, so the scroll is worked out from the state at that time.
+            self._screen_row = screen_row
+            self.call_after_refresh(self._keep_screen_row)
         self.update_status()
+
+    def _keep_screen_row(self) -> None:
+        """Scroll so the cursor sits on the screen line it had before the window moved."""
+        table = self.query_one("#episodes", DataTable)
+        if table.row_count:
+            visible = max(1, table.scrollable_content_region.height - 1)
+            line = max(0, min(self._screen_row, visible - 1))
+            table.scroll_to(y=max(0, table.cursor_row - line), animate=False, immediate=True)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         """A mouse click moved the table's cursor: follow it (key moves set ``cursor`` first)."""

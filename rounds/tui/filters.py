@@ -4,7 +4,7 @@ Fields: ``env``, ``task``, ``agent``, ``model``, ``seed``, ``outcome``, ``reward
 ``turns``, ``step``, ``group``, ``success``, ``truncated``. Operators: ``=``, ``!=``,
 ``>``, ``>=``, ``<``, ``<=`` and ``~`` (contains). Examples: ``outcome>0``,
 ``env~Diag turns<=3``, ``success=false``. The metrics an env declares for the replay
-(the list's metric columns) are fields too, e.g. ``score>=0.5``.
+(the metrics the run's env declares) are fields too, e.g. ``score>=0.5``.
 """
 
 from __future__ import annotations
