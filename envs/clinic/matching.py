@@ -1,7 +1,7 @@
-"""Mapping free text to the catalogue: exam names, and the strict diagnosis examiner.
+"""The strict diagnosis examiner: whether a stated diagnosis commits to the case's.
 
-Exams: exact lookup in a synonym table (exam names, ids, synonyms and unique
-analyte names), then fuzzy matching with RapidFuzz for typos and extra words.
+(Exam names are matched in :mod:`.exam_names`; :func:`normalise` is the plain text
+key both the env and the patient simulator use for answer-level statistics.)
 
 Diagnoses (:class:`DiagnosisMatcher`) are judged strictly, because an RL agent
 learns every loophole of its verifier. The rules, in the order they apply:
@@ -55,7 +55,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from rapidfuzz import fuzz, process
+from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
 from rounds.envs.clinic.knowledge import KnowledgeBase
@@ -67,105 +67,12 @@ _NOT_WORD = re.compile(r"[^a-z0-9/ ]+")
 
 
 def normalise(text: str) -> str:
-    """Lower case, ``&`` as ``and``, hyphens and punctuation as spaces, filler words dropped."""
+    """Lower case, ``&`` as ``and``, hyphens and punctuation as spaces, filler words dropped
+    (an answer's key for answer-level statistics)."""
     text = text.lower().replace("&", " and ").replace("-", " ").replace("'s", "s")
     text = _NOT_WORD.sub(" ", text)
     text = _FILLER.sub(" ", text)
     return " ".join(text.split())
-
-
-@dataclass(frozen=True)
-class Match:
-    """A resolved name: what it matched, and how (``exact`` or the fuzzy score)."""
-
-    ids: tuple[str, ...]
-    key: str
-    score: float
-
-
-class NameTable:
-    """A synonym table from normalised names to ids, with fuzzy fallback."""
-
-    def __init__(self, cutoff: float) -> None:
-        self.cutoff = cutoff
-        self.table: dict[str, set[str]] = {}
-
-    def add(self, name: str, target: str, *, only_if_free: bool = False) -> None:
-        key = normalise(name)
-        if not key:
-            return
-        if only_if_free and key in self.table and target not in self.table[key]:
-            return
-        self.table.setdefault(key, set()).add(target)
-
-    def lookup(self, text: str) -> Match | None:
-        """The ids ``text`` names, or None; exact matches beat fuzzy ones."""
-        key = normalise(text)
-        if not key:
-            return None
-        if key in self.table:
-            return Match(tuple(sorted(self.table[key])), key, 100.0)
-        best = process.extract(
-            key, list(self.table), scorer=fuzz.WRatio, score_cutoff=self.cutoff, limit=5
-        )
-        if not best:
-            return None
-        top_score = best[0][1]
-        ids = sorted({i for name, score, _ in best if score == top_score for i in self.table[name]})
-        return Match(tuple(ids), best[0][0], float(top_score))
-
-    def exact(self, text: str) -> tuple[str, ...] | None:
-        key = normalise(text)
-        return tuple(sorted(self.table[key])) if key in self.table else None
-
-
-_SPLIT = re.compile(r"[,;\n+]|\s&\s")
-
-
-class ExamMatcher:
-    """Resolves an exam request (``"CBC"``, ``"full blood count"``, ``"ct abdomen pelvis"``)."""
-
-    def __init__(self, kb: KnowledgeBase, cutoff: float = 88.0) -> None:
-        self.kb = kb
-        self.names = NameTable(cutoff)
-        for exam_id, exam in kb.exams.items():
-            self.names.add(exam.name, exam_id)
-            self.names.add(exam_id.replace("_", " "), exam_id)
-            for synonym in exam.synonyms:
-                self.names.add(synonym, exam_id)
-        # Analyte names ("lipase", "hemoglobin") name their exam when no exam claims them.
-        counts: dict[str, set[str]] = {}
-        for exam_id, exam in kb.exams.items():
-            for feature in exam.features.values():
-                counts.setdefault(normalise(feature.name), set()).add(exam_id)
-        for name, owners in counts.items():
-            if len(owners) == 1:
-                self.names.add(name, next(iter(owners)), only_if_free=True)
-
-    def resolve(self, text: str) -> tuple[str | None, list[str]]:
-        """The first exam ``text`` names, and every distinct exam it names (to spot several)."""
-        whole = self.names.exact(text)
-        if whole is not None and len(whole) == 1:
-            return whole[0], list(whole)
-        parts: list[str] = []
-        for part in (p for p in _SPLIT.split(text) if p.strip()):
-            # "CBC and BMP" names two exams; "CT abdomen and pelvis" names one.
-            halves = [h for h in re.split(r"\band\b", part) if h.strip()]
-            exact = [self.names.exact(h) for h in halves]
-            if (
-                len(halves) > 1
-                and self.names.exact(part) is None
-                and all(e and len(e) == 1 for e in exact)
-            ):
-                parts += halves
-            else:
-                parts.append(part)
-        found: list[str] = []
-        for part in parts:
-            match = self.names.lookup(part)
-            if match is not None and len(match.ids) == 1 and match.ids[0] not in found:
-                found.append(match.ids[0])
-        return (found[0] if found else None), found
 
 
 # ------------------------------------------------------------------ diagnoses
