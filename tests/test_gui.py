@@ -385,3 +385,32 @@ def test_expert_recovers_from_random_detours_and_never_loops() -> None:
             wins += int(info["metrics"]["success"])
             runs += 1
     assert wins / runs > 0.9
+
+
+def test_screenshot_draws_each_widget_where_the_tree_says() -> None:
+    from rounds.envs.gui.render import DARK, LIGHT
+
+    env = make(observation="screenshot")
+    rng = np.random.default_rng(5)
+    ids = env.task_ids("train")
+    checked = 0
+    for _ in range(30):
+        _, info = env.reset(options={"task_id": ids[int(rng.integers(len(ids)))]})
+        for _ in range(5):
+            screen = env.backend.screen()
+            if screen.modal() is None:
+                dark = env.backend.device.app("settings").dark_mode  # type: ignore[attr-defined]
+                palette = DARK if dark else LIGHT
+                accent = Image.new("RGB", (1, 1), palette.accent).getpixel((0, 0))
+                image = Image.open(io.BytesIO(info["screenshot"])).convert("RGB")
+                for widget in screen.elements:
+                    if widget.visible and widget.role == "button" and widget.enabled:
+                        x1, y1, x2, y2 = widget.box
+                        if widget.key == "back" or y1 < 48:
+                            continue
+                        assert image.getpixel((x1 + 10, y1 + 3)) == accent, widget.label
+                        checked += 1
+            _, _, terminated, truncated, info = env.step(expert_policy(env, rng))
+            if terminated or truncated:
+                break
+    assert checked > 20

@@ -175,3 +175,26 @@ def test_every_registered_variant_accepts_garbage() -> None:
         env.reset(seed=1)
         _, _, _, _, info = env.step("¯\\_(ツ)_/¯")
         assert info["invalid_action"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "two\nlines",
+        "tab\there",
+        "\u202eright-to-left override",
+        "مرحبا بالعالم",
+        "e\u0301\u0301\u0301 combining",
+        "🙂🙃 emoji",
+        "\u200b\u200b",
+        "   ",
+    ],
+)
+def test_any_typed_text_renders_in_the_screenshot(text: str) -> None:
+    env = fresh(observation="both")
+    open_form(env)
+    name = env.backend.screen().by_key("field:name")
+    assert name is not None
+    observation, _, _, _, info = env.step(f"type({name.id}, {json.dumps(text)})")
+    assert info["screenshot"].startswith(b"\x89PNG")
+    assert "Screen: New contact" in observation

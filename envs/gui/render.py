@@ -81,10 +81,24 @@ def _text(
     size: int = 14,
     anchor: str = "la",
 ) -> None:
+    # One line per label (a typed value may hold newlines, which anchored text cannot take).
+    text = " ".join(text.split())
     if not text:
         return
-    mask, dx, dy = _text_mask(text, size, anchor)
+    try:
+        mask, dx, dy = _text_mask(text, size, anchor)
+    except (OSError, RuntimeError, ValueError):  # text the layout engine rejects
+        mask, dx, dy = _text_mask(text.encode("ascii", "replace").decode(), size, anchor)
     image.paste(color, (xy[0] + dx, xy[1] + dy), mask)
+
+
+@lru_cache(maxsize=4096)
+def _fitting(text: str, width: int) -> int:
+    """The largest of 14, 12 and 10 pt at which a label fits ``width`` pixels."""
+    for size in (14, 12):
+        if _font(size).getlength(" ".join(text.split())) <= width:
+            return size
+    return 10
 
 
 def render_png(screen: Screen, *, dark: bool = False) -> bytes:
@@ -160,7 +174,7 @@ def _draw_widget(
         fill = palette.accent if widget.enabled else palette.surface
         draw.rounded_rectangle((x1, y1, x2 - 1, y2 - 1), radius=8, fill=fill)
         text_color = palette.background if widget.enabled else palette.muted
-        _text(image, center, widget.label, text_color, anchor="mm")
+        _text(image, center, widget.label, text_color, _fitting(widget.label, x2 - x1 - 8), "mm")
     elif role == "listitem":
         if widget.checked:
             draw.rectangle((x1, y1, x2, y2), fill=palette.surface)
