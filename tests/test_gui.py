@@ -394,7 +394,7 @@ def test_screenshot_draws_each_widget_where_the_tree_says() -> None:
     rng = np.random.default_rng(5)
     ids = env.task_ids("train")
     checked = 0
-    for _ in range(30):
+    for _ in range(15):
         _, info = env.reset(options={"task_id": ids[int(rng.integers(len(ids)))]})
         for _ in range(5):
             screen = env.backend.screen()
