@@ -139,3 +139,17 @@ def test_every_test_split_diagnosis_has_a_rubric() -> None:
         assert criteria and criteria[0].points > 0 and all(c.patterns for c in criteria)
     record = to_record(kb, bank_case(kb, "rounds-test-0001"), "test")
     assert grade_diagnostic_episode(kb, record, None, [], None) is None
+
+
+def test_antibiotic_lists_name_knowledge_base_diagnoses() -> None:
+    from rounds.envs.rubric.clinical import _clinical, antibiotic_criterion
+
+    kb = load_knowledge()
+    lists = _clinical()
+    for name, ids in lists.items():
+        assert set(ids) <= set(kb.disease_index), f"{name}: {set(ids) - set(kb.disease_index)}"
+    indicated = antibiotic_criterion("pneumonia")
+    viral = antibiotic_criterion("influenza")
+    assert indicated is not None and indicated.points > 0
+    assert viral is not None and viral.points == -5
+    assert antibiotic_criterion("hsv_encephalitis") is None

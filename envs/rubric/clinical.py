@@ -105,9 +105,12 @@ def antibiotics_indicated(disease_id: str) -> bool:
     return disease_id in _clinical()["antibiotics_indicated"]
 
 
-def antibiotic_criterion(disease_id: str) -> Criterion:
-    """+5 where antibiotics are indicated, −5 for a viral illness, −3 otherwise."""
+def antibiotic_criterion(disease_id: str) -> Criterion | None:
+    """+5 where antibiotics are indicated, −5 for a viral illness, none where the decision is
+    not simple (``not_scored``), −3 otherwise."""
     clinical = _clinical()
+    if disease_id in clinical.get("not_scored", []):
+        return None
     patterns = [r"\bantibiotics?\b", r"\bantimicrobials?\b", r"\bamoxicillin\b", r"\bazithromycin\b",
                 r"\bceftriaxone\b", r"\bcephalexin\b", r"\bdoxycycline\b", r"\bnitrofurantoin\b",
                 r"\bciprofloxacin\b", r"\bpiperacillin\b"]  # fmt: skip
@@ -196,7 +199,10 @@ def consultation_rubric(
     criteria = [diagnosis_criterion(kb, disease_id)]
     criteria += [asks_about_criterion(label, terms) for label, terms in key_findings]
     criteria += [exam_criterion(kb, e, 4) for e in kb.workup(disease_id, sex)[:2]]
-    criteria += [MEDICATION_CRITERION, SAFETY_NET_CRITERION, antibiotic_criterion(disease_id)]
+    criteria += [MEDICATION_CRITERION, SAFETY_NET_CRITERION]
+    antibiotics = antibiotic_criterion(disease_id)
+    if antibiotics is not None:
+        criteria.append(antibiotics)
     criteria.append(FALSE_REASSURANCE_CRITERION)
     if competitor_id is not None:
         wrong = diagnosis_criterion(kb, competitor_id, points=-5)
