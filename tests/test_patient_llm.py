@@ -50,6 +50,14 @@ def test_endpoint_reply_is_used_when_the_guard_passes() -> None:
         system = payload["messages"][0]["content"]
         assert system.startswith(LLM_SYSTEM_PROMPT.split("{")[0])
         assert payload["messages"][-1] == {"role": "user", "content": question}
+        # The model plays the patient: earlier questions are the user's, its replies its own.
+        env.step("Do you smoke?")
+        messages = received[1][1]["messages"]
+        assert messages[1:] == [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": replies[0]},
+            {"role": "user", "content": "Do you smoke?"},
+        ]
         env.close()
 
 

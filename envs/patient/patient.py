@@ -324,6 +324,10 @@ LLM_SYSTEM_PROMPT = (
 )
 
 
+#: The env records the doctor as ``assistant``; to the patient's model the doctor is the ``user``.
+_SWAPPED = {"assistant": "user", "user": "assistant"}
+
+
 def guard(
     mind: PatientMind, reply: str, allowed: set[int], question: str, max_chars: int = 600
 ) -> str | None:
@@ -379,6 +383,12 @@ class LLMPatient:
         seed: int,
         history: Sequence[Mapping[str, str]] = (),
     ) -> PatientReply:
+        """The model's reply to ``question``, or the ``facts`` reply when the guard trips.
+
+        ``history`` is the dialogue so far from the doctor's side, as the env records it (the
+        doctor ``assistant``, the patient ``user``); the model plays the patient, so the roles
+        are swapped for it.
+        """
         grounded = self.facts.reply(mind, persona, question, seed=seed)
         if grounded.intent == "overload":
             return grounded
@@ -391,7 +401,10 @@ class LLMPatient:
         # The doctor is the user; the patient (this model) is the assistant.
         messages = [
             {"role": "system", "content": system},
-            *history,
+            *(
+                {"role": _SWAPPED.get(m["role"], m["role"]), "content": m["content"]}
+                for m in history
+            ),
             {"role": "user", "content": question},
         ]
         try:
