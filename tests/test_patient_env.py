@@ -410,3 +410,21 @@ def test_greedy_never_looks_at_the_gold_answer(tmp_path: Path) -> None:
             done = terminated or truncated
         runs.append(actions)
     assert runs[0] == runs[1] and len(runs[0]) > 1
+
+
+def test_value_function_choice_and_argument_errors() -> None:
+    env = make(value_function="lexical")
+    _, info = env.reset(options={"task_id": "mcq-test-0000"})
+    assert info["value_function"] == "lexical"
+    _, info = env.reset(options={"task_id": "consult-test-0000"})
+    assert info["value_function"] == "knowledge"  # lexical scores options; a consultation has none
+    with pytest.raises(ValueError, match="only value_function='policy' takes"):
+        make(value_options={"model": "tiny"})
+    with pytest.raises(ValueError, match="unknown value_function"):
+        make(value_function="oracle")
+    with pytest.raises(ValueError, match="persona must be"):
+        make(persona="grumpy")
+    with pytest.raises(TypeError):
+        make(persona={"mood": "grumpy"})
+    with pytest.raises(ValueError, match="unknown family"):
+        make(family="surgery")

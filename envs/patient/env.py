@@ -18,7 +18,6 @@ from rounds.envs.patient.cases import PatientCase, load_cases
 from rounds.envs.patient.generate import generated_bank
 from rounds.envs.patient.lay import load_lay_table
 from rounds.envs.patient.patient import (
-    FactsPatient,
     LLMPatient,
     PatientMind,
     Persona,
@@ -238,6 +237,12 @@ class PatientSimEnv(TextEnv):
         self.patient = make_patient(patient, patient_options)
         self.value_function = value_function
         self.value_options = dict(value_options or {})
+        unknown = set(self.value_options) - {"model", "device"}
+        if unknown or (self.value_options and value_function != "policy"):
+            raise ValueError(
+                f"value_options {sorted(self.value_options)}: only value_function='policy' takes "
+                "options, 'model' (a path, a hub id or 'tiny') and 'device'"
+            )
         if value_function == "policy":
             from rounds.models import load_causal_lm, load_tokenizer
 
@@ -251,6 +256,12 @@ class PatientSimEnv(TextEnv):
         self.shapley_tolerance = shapley_tolerance
         self.exact_max_facts = exact_max_facts
         self.grader: RubricGrader = make_grader(rubric_grader, rubric_options)
+        if not isinstance(persona, Mapping) and persona != "random":
+            raise ValueError(
+                f"persona must be 'random' or a dict of Persona fields, got {persona!r}"
+            )
+        if isinstance(persona, Mapping):
+            Persona(**dict(persona))  # fails now, not at the first reset
         self.persona_setting = persona
         self._shapley_cache: OrderedDict[tuple[str, str], tuple[str, ShapleyResult]] = OrderedDict()
         self._minds: OrderedDict[str, PatientMind] = OrderedDict()
@@ -321,8 +332,12 @@ class PatientSimEnv(TextEnv):
         return self._minds[key]
 
     def _value_kind(self, case: PatientCase) -> str:
-        if self.value_function is not None:
-            return self.value_function
+        """The chosen value function, or the default for this case. ``lexical`` and ``policy``
+        score answer options, so a consultation uses the default instead (``knowledge``, or
+        ``none`` for a consultation file whose facts carry no knowledge-base observations)."""
+        chosen = self.value_function
+        if chosen is not None and (chosen == "knowledge" or case.options):
+            return chosen
         if supports_knowledge(self.kb, case):
             return "knowledge"
         return "lexical" if case.options else "none"
@@ -372,8 +387,6 @@ class PatientSimEnv(TextEnv):
     def _persona(self) -> Persona:
         if isinstance(self.persona_setting, Mapping):
             return Persona(**dict(self.persona_setting))
-        if self.persona_setting != "random":
-            raise ValueError(f"persona must be 'random' or a dict, got {self.persona_setting!r}")
         return Persona.sample(self.np_random)
 
     def current_value(self) -> float:
@@ -657,4 +670,4 @@ class PatientSimEnv(TextEnv):
         super().close()
 
 
-__all__ = ["FactsPatient", "PatientSimEnv"]
+__all__ = ["PatientSimEnv"]
