@@ -746,3 +746,36 @@ async def test_a_click_moves_the_cursor_and_a_second_click_opens(
         clicked = screen.cursor
         await pilot.click(table, offset=(5, 3))
         assert isinstance(app.screen, EpisodeScreen) and app.screen.episode.id == ids[clicked]
+
+
+async def test_a_saved_index_is_reused_and_extended_by_lines_written_since(
+    big_run: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rounds.tui import index as index_module
+
+    run, ids = big_run
+    async with ReplayApp(run).run_test(size=(120, 40)) as pilot:
+        await indexed(pilot.app, pilot)  # type: ignore[arg-type]
+    saved = run / ".episodes.index.json"
+    assert saved.exists()
+    lines = (run / "episodes.jsonl").read_bytes().splitlines(keepends=True)
+    with (run / "episodes.jsonl").open("ab") as handle:
+        handle.write(lines[-1].replace(b"ep01199", b"ep99999"))
+    decoded: list[int] = []
+    scan = index_module.scan_jsonl
+
+    def counting_scan(*args: Any, **kwargs: Any) -> Any:
+        for line in scan(*args, **kwargs):
+            decoded.append(line.number)
+            yield line
+
+    monkeypatch.setattr(index_module, "scan_jsonl", counting_scan)
+    app = ReplayApp(run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await indexed(app, pilot)
+        assert [r.id for r in screen.view] == [*ids, "ep99999"]
+        assert screen.index.warnings[0].startswith(f"line {BAD_LINE}: skipped")
+        await pilot.press("G", "enter")
+        assert isinstance(app.screen, EpisodeScreen) and app.screen.episode.id == "ep99999"
+    # The first screenful, then only the line written since: the rest came from the saved index.
+    assert decoded == [*range(1, PAGE + 1), BIG + 2]

@@ -162,13 +162,17 @@ class EpisodeListScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="summary")
+        if not (self.replay.follow or self.replay.run_dir.metrics_path.exists()):
+            yield DataTable(id="episodes", cursor_type="row", zebra_stripes=True)
+            yield StatusLine(id="status")
+            yield Footer()
+            return  # an evaluation: no training curves (16 fewer widgets to lay out)
         with Vertical(id="curves"):
             for name in CURVES:
                 with Horizontal(classes="curve", id=f"curve-{_curve_id(name)}"):
                     yield Label("", classes="curve-label")
                     yield Sparkline([])
-        table: DataTable[Any] = DataTable(id="episodes", cursor_type="row", zebra_stripes=True)
-        yield table
+        yield DataTable(id="episodes", cursor_type="row", zebra_stripes=True)
         yield StatusLine(id="status")
         yield Footer()
 
@@ -211,7 +215,9 @@ class EpisodeListScreen(Screen[None]):
             self.replay.cache_checked = True
             saved = EpisodeIndex(index.path)
             if saved.load_cache():
-                self.app.call_from_thread(self.adopt_saved_index, saved)
+                known = self.app.call_from_thread(self.adopt_saved_index, saved)
+                for start in range(known, len(saved.rows), CHUNK):  # the UI runs in between
+                    self.app.call_from_thread(self.add_rows, saved.rows[start : start + CHUNK])
         while True:
             new = index.update(max_rows=CHUNK)
             if new:
@@ -222,16 +228,17 @@ class EpisodeListScreen(Screen[None]):
             index.save_cache()
         self.app.call_from_thread(self.finish_indexing)
 
-    def adopt_saved_index(self, saved: EpisodeIndex) -> None:
-        """Take the saved index's rows (it extends what the first screenful read)."""
+    def adopt_saved_index(self, saved: EpisodeIndex) -> int:
+        """Take the saved index's rows if it extends what the first screenful read; returns
+        how many of its rows the list already holds (all of them if it was not taken)."""
         index = self.index
         if saved.end < index.end:
-            return
+            return len(saved.rows)
         known = len(index.rows)
         index.rows, index.end, index.lines = saved.rows, saved.end, saved.lines
         index.warnings = saved.warnings
         index.declared += [n for n in saved.declared if n not in index.declared]
-        self.add_rows(saved.rows[known:])
+        return known
 
     def finish_indexing(self) -> None:
         self._index_busy = False
@@ -413,6 +420,8 @@ class EpisodeListScreen(Screen[None]):
         run = self.replay.run_dir
         rows: list[dict[str, Any]] = []
         problems: list[str] = []
+        if not self.query("#curves"):
+            return problems
         if run.metrics_path.exists():
             for line in scan_jsonl(run.metrics_path):
                 problems += [f"metrics.jsonl {p}" for p in line.problems]
