@@ -428,3 +428,14 @@ def test_value_function_choice_and_argument_errors() -> None:
         make(persona={"mood": "grumpy"})
     with pytest.raises(ValueError, match="unknown family"):
         make(family="surgery")
+
+
+def test_cases_above_the_exact_limit_use_monte_carlo_within_tolerance() -> None:
+    exact = make()
+    exact.reset(options={"task_id": "mcq-test-0004"})
+    sampled = make(exact_max_facts=2, shapley_tolerance=0.01)
+    _, info = sampled.reset(options={"task_id": "mcq-test-0004"})
+    assert info["shapley_method"] == "monte_carlo"
+    assert exact.shapley is not None and sampled.shapley is not None
+    assert np.abs(sampled.shapley.phi - exact.shapley.phi).max() <= 0.02
+    assert float(sampled.shapley.half_width.max()) <= 0.01 or sampled.shapley.permutations >= 4000
