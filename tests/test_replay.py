@@ -762,7 +762,7 @@ async def test_a_saved_index_is_reused_and_extended_by_lines_written_since(
     with (run / "episodes.jsonl").open("ab") as handle:
         handle.write(lines[-1].replace(b"ep01199", b"ep99999"))
     decoded: list[int] = []
-    scan = index_module.scan_jsonl
+    from rounds.storage import scan_jsonl as scan
 
     def counting_scan(*args: Any, **kwargs: Any) -> Any:
         for line in scan(*args, **kwargs):
