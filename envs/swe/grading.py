@@ -20,12 +20,13 @@ GRADE_TIMEOUT_S = 120.0
 _STATUS = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (\S+)", re.MULTILINE)
 
 
-def grade_command(workdir: str, tests: Sequence[str]) -> str:
-    """The shell command that runs ``tests`` (pytest node ids) in ``workdir`` and reports each."""
+def grade_command(workdir: str, tests: Sequence[str], python: str = "python3") -> str:
+    """The shell command that runs ``tests`` (pytest node ids) in ``workdir`` with the
+    interpreter ``python`` and reports each."""
     ids = " ".join(shlex.quote(t) for t in tests)
     return (
         f"cd {shlex.quote(workdir)} && find . -name __pycache__ -prune -exec rm -rf {{}} + ; "
-        f"python3 -P -m pytest -c /dev/null --rootdir={shlex.quote(workdir)} "
+        f"{shlex.quote(python)} -P -m pytest -c /dev/null --rootdir={shlex.quote(workdir)} "
         f"-o pythonpath={shlex.quote(workdir)} -o addopts= -p no:cacheprovider --noconftest "
         f"-q -rA --no-header -o console_output_style=classic {ids}"
     )
