@@ -153,3 +153,27 @@ def test_antibiotic_lists_name_knowledge_base_diagnoses() -> None:
     assert indicated is not None and indicated.points > 0
     assert viral is not None and viral.points == -5
     assert antibiotic_criterion("hsv_encephalitis") is None
+
+
+def test_exported_test_split_with_rubrics_grades_like_the_bank(tmp_path: Path) -> None:
+    from rounds.envs.rubric.clinical import diagbench_with_rubrics
+
+    rows = diagbench_with_rubrics("test")
+    assert len(rows) == len(gym.make("rounds/DiagGym-v0").unwrapped.task_ids("test"))
+    assert all(len(r["rubrics"]) >= 3 and r["rubrics"][0]["points"] > 0 for r in rows)
+    path = tmp_path / "diagbench_test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows[:5]))
+    bank = gym.make("rounds/DiagGym-v0", split="test").unwrapped
+    from_file = gym.make("rounds/DiagGym-v0", cases=str(path)).unwrapped
+    policy = bank.scripted_policies()["reference"]
+    rng = np.random.default_rng(0)
+    for row in rows[:5]:
+        scores = []
+        for env in (bank, from_file):
+            env.reset(options={"task_id": row["note_id"]})
+            done = False
+            while not done:
+                *_, terminated, truncated, info = env.step(policy(env, rng))
+                done = terminated or truncated
+            scores.append(info["metrics"]["rubric_score"])
+        assert scores[0] == scores[1] == 1.0

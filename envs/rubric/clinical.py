@@ -8,6 +8,9 @@
   calls at the end of an episode. A DiagBench-style record that carries
   ``rubrics`` is graded by them; a generated case (the bank, every split,
   including the test split) gets its :func:`diagnostic_rubric`.
+- :func:`diagbench_with_rubrics`: the clinic's test split as DiagBench records with
+  their rubrics (``python -m rounds.envs.rubric.clinical OUT.jsonl``), a file that
+  drops into DiagGym-v0 (``cases=OUT.jsonl``) and is graded the same way.
 
 Every criterion ships its own patterns, so the rule grader grades it.
 """
@@ -251,3 +254,33 @@ def grade_diagnostic_episode(
         return None
     conversation = diagnostic_conversation(record.case_summary, history, diagnosis)
     return RuleGrader().grade(conversation, criteria).score
+
+
+def diagbench_with_rubrics(split: str = "test") -> list[dict[str, Any]]:
+    """The clinic's bank ``split`` in DiagBench's layout, each record carrying its ``rubrics``."""
+    from rounds.envs.clinic.cases import bank_case, bank_ids, to_record
+    from rounds.envs.clinic.knowledge import load_knowledge
+
+    kb = load_knowledge()
+    records = []
+    for note_id in bank_ids(split):
+        case = bank_case(kb, note_id)
+        record = to_record(kb, case, split).model_dump(mode="json")
+        record["rubrics"] = [
+            c.model_dump(mode="json") for c in diagnostic_rubric(kb, case.diagnosis, case.sex)
+        ]
+        records.append(record)
+    return records
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import json
+    import sys
+
+    from rounds.storage import atomic_write_text
+
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python -m rounds.envs.rubric.clinical OUT.jsonl [SPLIT]")
+    rows = diagbench_with_rubrics(sys.argv[2] if len(sys.argv) == 3 else "test")
+    atomic_write_text(sys.argv[1], "".join(json.dumps(r) + "\n" for r in rows))
+    print(f"wrote {len(rows)} DiagBench records with rubrics to {sys.argv[1]}")
