@@ -779,3 +779,23 @@ async def test_a_saved_index_is_reused_and_extended_by_lines_written_since(
         assert isinstance(app.screen, EpisodeScreen) and app.screen.episode.id == "ep99999"
     # The first screenful, then only the line written since: the rest came from the saved index.
     assert decoded == [*range(1, PAGE + 1), BIG + 2]
+
+
+async def test_follow_mode_searches_and_sorts_episodes_written_later(tmp_path: Path) -> None:
+    run = tmp_path / "growing"
+    write_big_run(run, episodes=40)
+    path = run / "episodes.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:30]))
+    app = ReplayApp(run, follow=True, refresh_s=0.05)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await indexed(app, pilot)
+        await pilot.press("r")  # newest first
+        await ask(pilot, "slash", "marker-0003")  # episodes 30 to 39, not written yet
+        await wait_for(pilot, lambda: not screen._search_busy and screen.searched == 30)
+        assert screen.view == []
+        with path.open("ab") as handle:
+            handle.write(b"".join(lines[30:]))
+        await wait_for(pilot, lambda: len(screen.view) == 10)
+        assert [r.task_id for r in screen.view] == [task(i) for i in range(39, 29, -1)]
+        assert highlighted_task(screen) == task(39)
