@@ -140,6 +140,22 @@ def test_training_sequences_are_the_sampled_tokens_not_the_text(tmp_path: Path) 
     } <= {3.0, 0.0}
 
 
+def test_the_rollout_agent_is_built_from_the_config(tmp_path: Path) -> None:
+    from rounds.agents import HFAgent
+
+    t = trainer(
+        tmp_path,
+        env_id="toys/Vowel-v0",
+        steps=1,
+        temperature=0.7,
+        rollout_agent_options={"top_k": 5},
+    )
+    agent = t.rollout_agent(seed=7)
+    assert isinstance(agent, HFAgent) and agent.lm is t.policy  # samples the live weights
+    assert (agent.top_k, agent.seed, agent.temperature) == (5, 7, 0.7)
+    assert agent.max_new_tokens == t.config.max_new_tokens
+
+
 def test_nonfinite_loss_is_skipped_not_applied(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -503,6 +519,13 @@ def test_config_loads_from_yaml_and_rejects_unknown_settings(tmp_path: Path) -> 
     path.write_text("stepz: 3\n")
     with pytest.raises(ValueError, match="stepz"):
         GRPOConfig.from_yaml(path)
+    # The rollout agent comes from the config; only agents that sample the live policy, and
+    # only options that leave the sampling distribution to the trainer's settings.
+    assert GRPOConfig(rollout_agent_options={"top_k": 50}).rollout_agent == "hf"
+    with pytest.raises(ValueError, match="cannot sample from the trainer's live weights"):
+        GRPOConfig(rollout_agent="openai")
+    with pytest.raises(ValueError, match="may not set temperature"):
+        GRPOConfig(rollout_agent_options={"temperature": 0.5})
 
 
 def test_report_to_feeds_the_trackers_and_a_missing_package_fails_before_any_change(

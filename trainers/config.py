@@ -45,6 +45,22 @@ class WarmStart(BaseModel):
     micro_batch_size: int = Field(default=8, ge=1, description="Episodes per cloning step.")
 
 
+#: Rollout-agent options the trainer sets itself (from its own settings and its live policy).
+TRAINER_AGENT_OPTIONS = (
+    "model",
+    "model_obj",
+    "tokenizer",
+    "device",
+    "max_new_tokens",
+    "temperature",
+    "max_context_tokens",
+    "max_episode_tokens",
+    "seed",
+    "use_tools",
+    "timeout_s",
+)
+
+
 class GRPOConfig(BaseModel):
     """Agentic multi-turn GRPO: rollouts in an env, advantages, a clipped policy-gradient update."""
 
@@ -89,6 +105,15 @@ class GRPOConfig(BaseModel):
     )
     step_timeout_s: float = Field(
         default=60.0, gt=0, description="Env step timeout; the episode is truncated."
+    )
+    env_backend: Literal["thread", "process", "ray"] = Field(
+        default="thread",
+        description="Where rollout envs run: the chat loop's threads, worker processes, or Ray actors.",
+    )
+    env_workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Env workers of a process/ray backend (default: one per concurrent episode).",
     )
     generation_timeout_s: float | None = Field(
         default=600.0,
@@ -225,6 +250,14 @@ class GRPOConfig(BaseModel):
             raise ValueError(
                 f"rollout_agent {self.rollout_agent!r} cannot sample from the trainer's live "
                 f"weights; choose one of: {', '.join(POLICY_AGENTS)}"
+            )
+        owned = sorted(set(self.rollout_agent_options) & set(TRAINER_AGENT_OPTIONS))
+        if owned:
+            raise ValueError(
+                f"rollout_agent_options may not set {', '.join(owned)}: the trainer sets them "
+                "from its own settings (model, device, max_new_tokens, temperature, "
+                "max_episode_tokens, seed, use_tools, generation_timeout_s), so the sampling "
+                "distribution and the loss agree"
             )
         return self
 
