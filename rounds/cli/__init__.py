@@ -6,7 +6,7 @@ dependencies only when the command runs, so ``rounds --help`` stays fast.
 
 from __future__ import annotations
 
-from rounds.cli import compare, evaluate, play, replay, serve, train  # noqa: F401  (each module registers its commands)
+from rounds.cli import compare, evaluate, play, replay, sandbox, serve, train  # noqa: F401  (each module registers its commands)
 from rounds.cli.app import app
 
 
