@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 def scrub_text(text: str) -> str:
@@ -56,6 +56,13 @@ def jsonable(value: Any) -> Any:
     return scrub_text(str(value))
 
 
+def _jsonable_python(value: Any, info: ValidationInfo) -> Any:
+    """``jsonable`` for a dict built in Python (numpy values, objects). A record read from
+    JSON holds only JSON values already, and converting them again was a third of the
+    time it takes to index a run's episodes."""
+    return jsonable(value) if info.mode == "python" and isinstance(value, dict) else value
+
+
 class TokenUsage(BaseModel):
     """Tokens a model read (``prompt``) and wrote (``completion``) for one turn."""
 
@@ -92,8 +99,8 @@ class Turn(BaseModel):
 
     @field_validator("info", mode="before")
     @classmethod
-    def _jsonable_info(cls, value: Any) -> Any:
-        return jsonable(value) if isinstance(value, dict) else value
+    def _jsonable_info(cls, value: Any, info: ValidationInfo) -> Any:
+        return _jsonable_python(value, info)
 
 
 def new_episode_id() -> str:
@@ -127,8 +134,8 @@ class Episode(BaseModel):
 
     @field_validator("meta", mode="before")
     @classmethod
-    def _jsonable_meta(cls, value: Any) -> Any:
-        return jsonable(value) if isinstance(value, dict) else value
+    def _jsonable_meta(cls, value: Any, info: ValidationInfo) -> Any:
+        return _jsonable_python(value, info)
 
     @property
     def num_turns(self) -> int:
