@@ -7,9 +7,9 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, SupportsFloat
 
-from rounds.actions import InvalidAction
+from rounds.actions import InvalidAction, ToolCall
 from rounds.envs.swe.grading import GRADE_TIMEOUT_S, grade_command, parse_test_report
-from rounds.envs.swe.protocol import FORMAT_HELP, TOOLS, ToolCall, parse_tool_call
+from rounds.envs.swe.protocol import FORMAT_HELP, TOOLS, parse_tool_call
 from rounds.envs.swe.tasks import SWETask, bundled_tasks, load_swebench
 from rounds.sandboxes import (
     Limits,

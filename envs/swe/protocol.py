@@ -2,7 +2,8 @@
 
 Two protocols, both parsed: a JSON tool call (``{"name": "bash", "arguments":
 {...}}``, OpenAI's ``{"function": {...}}`` with string arguments, optionally in
-a ``<tool_call>`` block or a code fence), and plain text:
+a ``<tool_call>`` block; read by :func:`rounds.actions.parse_tool_calls`), and
+plain text:
 
 - ``bash: CMD`` or a fenced ```` ```bash ```` block
 - ``view PATH`` / ``view PATH 10-40``
@@ -16,12 +17,10 @@ Every error says what was wrong and shows the right form.
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
-from rounds.actions import InvalidAction, split_reasoning
+from rounds.actions import InvalidAction, ToolCall, excerpt, parse_tool_calls, split_reasoning
 
 TOOL_NAMES = ("bash", "view", "edit", "search", "submit")
 
@@ -116,53 +115,6 @@ TOOLS: list[dict[str, Any]] = [
 ]
 
 
-@dataclass(frozen=True)
-class ToolCall:
-    """A parsed tool call."""
-
-    name: str
-    arguments: dict[str, Any] = field(default_factory=dict)
-
-
-def _json_objects(text: str) -> list[dict[str, Any]]:
-    decoder = json.JSONDecoder()
-    found: list[dict[str, Any]] = []
-    index = text.find("{")
-    while index != -1 and len(found) < 4:
-        try:
-            value, end = decoder.raw_decode(text, index)
-        except json.JSONDecodeError:
-            index = text.find("{", index + 1)
-            continue
-        if isinstance(value, dict):
-            found.append(value)
-        index = text.find("{", end)
-    return found
-
-
-def _from_json(obj: dict[str, Any]) -> ToolCall | None:
-    call = obj.get("function") if isinstance(obj.get("function"), dict) else obj
-    assert isinstance(call, dict)
-    name = call.get("name") or call.get("tool")
-    if not isinstance(name, str):
-        return None
-    arguments = call.get("arguments", call.get("parameters", call.get("args", {})))
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError as err:
-            raise InvalidAction(
-                f"The arguments of the {name} call are not valid JSON ({err.msg}). {FORMAT_HELP}"
-            ) from err
-    if arguments is None:
-        arguments = {}
-    if not isinstance(arguments, dict):
-        raise InvalidAction(
-            f"The arguments of the {name} call must be a JSON object. {FORMAT_HELP}"
-        )
-    return ToolCall(name.strip().lower(), arguments)
-
-
 _FENCE = re.compile(r"```(?:bash|sh|shell)\s*\n(?P<body>.*?)```", re.DOTALL)
 _BLOCK = re.compile(r"<(?P<tag>old|new)>\n?(?P<body>.*?)\n?</(?P=tag)>", re.DOTALL)
 _RANGE = re.compile(r"^(?P<start>\d+)\s*(?:[-:,]\s*(?P<end>-?\d+))?$")
@@ -184,7 +136,7 @@ def _plain(text: str) -> ToolCall | None:
     if fence is not None:
         return ToolCall("bash", {"command": fence.group("body").strip()})
     if verb == "submit":
-        return ToolCall("submit")
+        return ToolCall("submit", {})
     if verb == "view":
         parts = tail.split()
         if not parts:
@@ -255,19 +207,16 @@ def parse_tool_call(text: str) -> ToolCall:
         InvalidAction: no tool call, an unknown tool, or malformed arguments.
     """
     body = split_reasoning(text).command
-    tagged = re.search(r"<tool_call>(?P<body>.*?)(?:</tool_call>|$)", body, re.DOTALL)
-    candidates = _json_objects(tagged.group("body") if tagged else body)
-    call = None
-    for obj in candidates:
-        call = _from_json(obj)
-        if call is not None:
-            break
-    if call is None:
+    calls = parse_tool_calls(body)
+    if calls:
+        call: ToolCall | None = ToolCall(calls[0].name.lower(), calls[0].arguments)
+    else:
         call = _plain(body.strip())
     if call is None:
         raise InvalidAction(f"No tool call found in the reply. {FORMAT_HELP}")
     if call.name not in TOOL_NAMES:
         raise InvalidAction(
-            f"Unknown tool {call.name!r}; the tools are {', '.join(TOOL_NAMES)}. {FORMAT_HELP}"
+            f"Unknown tool {excerpt(call.name, 40)!r}; the tools are {', '.join(TOOL_NAMES)}. "
+            f"{FORMAT_HELP}"
         )
     return call
