@@ -1,8 +1,9 @@
 """The case model: sampling patients from the knowledge base, and case banks.
 
-A generated :class:`Case` is a diagnosis plus everything its initial
-presentation reveals; exam results are drawn when ordered, from a generator
-seeded by the case and the feature, so a result is the same whenever and
+A generated :class:`Case` is a diagnosis, its initial presentation and one
+latent physiological state (:mod:`.physiology`), all drawn from the case's id;
+every exam result is computed from that state (with the case's fixed assay
+noise), so results agree with each other and a result is the same whenever and
 however often it is asked for. :func:`to_record` writes a case in DiagBench's
 field layout, and :func:`load_records` reads a DiagBench JSON or JSONL file,
 so an external bank drops in beside the generated one.

@@ -73,18 +73,25 @@ class DiagGymEnv(TextEnv):
     After DiagGym (Qiu et al., 2025). The agent sees a patient's initial
     presentation (history, symptoms, vital signs) and, turn by turn, orders one
     examination and reads its result, until it commits to a final diagnosis.
-    Cases come from an explicit case model over a knowledge base of 45
-    emergency and internal-medicine diagnoses and 68 examinations (labs with
-    units and reference ranges, ECG, imaging, microbiology, bedside tests and
-    physical examination), or from a DiagBench-layout file. Because the case
-    model is explicit, the env knows the exact posterior over diagnoses after
-    every result. A research simulator, not clinical guidance.
+    Cases come from an explicit case model over a knowledge base of 84
+    emergency and internal-medicine diagnoses (with their common and dangerous
+    mimics) and 98 examinations (labs with units and reference ranges, ECG,
+    imaging, microbiology, bedside tests and physical examination), or from a
+    DiagBench-layout file. Each generated patient has one latent physiological
+    state from which every result is computed (acid-base by Henderson-Hasselbalch,
+    one heart rate for the vital signs and the ECG, SpO2 from PaO2), and each
+    diagnosis meets its cited definition. Because the case model is explicit, the
+    env knows the exact posterior over diagnoses after every result. A research
+    simulator, not clinical guidance.
 
     ## Action Space
     Text: a JSON tool call (``order_exam`` / ``diagnose``, see ``tools``),
     DiagAgent's free-text format, or ``exam: X`` / ``diagnosis: Y``. Exam names
-    are matched to the catalogue through synonyms and fuzzy matching ("CBC",
-    "full blood count"); several exams in one reply: the first is ordered.
+    are matched to the catalogue strictly, through names, synonyms and
+    hospital-style order names ("CBC", "full blood count", "CHEST (PA AND LAT)"),
+    allowing typing errors only; an order that cannot be mapped with confidence is
+    not available (never another test's result). Several exams in one reply: the
+    first is ordered.
 
     ## Observation Space
     Text: the case summary on reset; then ``Exam name: ... Exam results: ...``.
@@ -100,7 +107,7 @@ class DiagGymEnv(TextEnv):
     | ``outcome`` | final turn, the diagnosis is correct | {0, 1} |
     | ``completion`` | final turn, a diagnosis was given | {0, 0.1} |
     | ``exam_f1`` | final turn: 0.5 x F1 of the exams ordered against the reference exams | [0, 0.5] |
-    | ``info_gain`` | an exam's result changed the posterior (knowledge backend): entropy before minus after, nats (weight 0 by default) | [-ln 45, ln 45] |
+    | ``info_gain`` | an exam's result changed the posterior (knowledge backend): entropy before minus after, nats (weight 0 by default) | [-ln 84, ln 84] |
     | ``format`` | invalid reply or unavailable exam | {-invalid_action_penalty, 0} |
     | ``repeat_penalty`` | the exam was already done (weight 0 by default) | {-0.1, 0} |
     | ``cost`` | an exam was done: minus its approximate US price in dollars (weight 0 by default) | [-400, 0] |
@@ -114,8 +121,9 @@ class DiagGymEnv(TextEnv):
     Terminated by a diagnosis. Truncated after ``max_turns`` (default 12, as
     DiagAgent); the turn before the last warns that the next reply must be the
     diagnosis. ``info["metrics"]``: ``success`` (= ``diagnosis_correct``), ``diagnosis_given``,
-    ``exam_precision``, ``exam_recall``, ``exam_f1``, ``hit_ratio`` (when an exam was
-    ordered), ``exams_ordered``, ``total_cost``, and with the posterior
+    ``exam_precision``, ``exam_recall``, ``exam_f1``, ``hit_ratio`` (exam turns whose
+    exam was a first order of an exam the case has; repeats are misses; when an exam
+    was ordered), ``exams_ordered``, ``total_cost``, and with the posterior
     ``final_entropy`` and ``truth_probability``. ``info["answer"]`` is the true
     diagnosis; ``info["posterior_entropy"]`` the posterior's entropy (knowledge backend).
 
@@ -130,11 +138,18 @@ class DiagGymEnv(TextEnv):
       ``"llm"`` with ``judge_options={"model": ..., "base_url": ...}`` (an OpenAI-compatible
       chat endpoint; the examiner decides when it fails).
     - ``accept_broader``: accept a broader term of the truth ("ACS" for STEMI); default False.
+    - ``single_step``: DiagGym's single-turn evaluation (variant ``single-step``): the
+      observation holds the case and the results of the first k exams of the
+      reference workup (k fixed per case, uniform over 0..all), and the agent makes one
+      move. An exam scores ``hit_ratio`` 1 if it is a reference exam not yet done; a
+      diagnosis scores ``diagnosis_correct``. ``success`` is either; max_turns is 1.
     - ``max_turns``, ``split``, ``reward_weights``, ``invalid_action_penalty``,
       ``max_action_chars``, ``render_mode``: see :class:`~rounds.TextEnv`.
 
     ## Version History
-    - v0: first release.
+    - v0: first release; the case model since has one latent physiological state
+      per case, 84 diagnoses, 98 exams, strict exam names, hit_ratio counting an exam
+      once, and the single-step variant (bank ids are versioned by ``BANK_VERSION``).
     """
 
     reward_component_names = (

@@ -1,0 +1,98 @@
+"""DiagGym-v0: how much the exams matter, measured on the built-in bank's test split.
+
+Usage: python benchmarks/clinic_accuracy.py [--split test] [--tasks 200]
+
+Reports, on the same cases:
+
+- the accuracy of the exact posterior's top diagnosis from the presentation alone
+  (and from the complaint, age band and sex alone, the base-rate floor);
+- end to end (one episode per case, at most 12 turns): diagnostic accuracy, exams
+  ordered and exam F1 of the scripted ``reference``, ``bayes`` and ``random`` agents;
+- the single-step variant: the hit ratio of the one exam ordered and the accuracy
+  of the diagnoses given, for the same agents.
+
+A benchmark, not a test: the numbers describe the knowledge base, not a pass/fail bar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections.abc import Callable
+
+import numpy as np
+
+import rounds
+from rounds.envs.clinic.cases import bank_case
+from rounds.envs.clinic.posterior import Posterior
+
+
+def presentation_accuracy(env: object, task_ids: list[str]) -> tuple[float, float]:
+    """Top-1 accuracy of the posterior from the whole presentation, and from demographics + complaint."""
+    kb = env.kb  # type: ignore[attr-defined]
+    whole, floor = [], []
+    for task_id in task_ids:
+        case = bank_case(kb, task_id)
+        observed = case.observations()
+        posterior = Posterior(kb)
+        posterior.observe_all(observed)
+        whole.append(posterior.top(1)[0][0] == case.diagnosis)
+        base = Posterior(kb)
+        base.observe_all({k: observed[k] for k in ("age_band", "sex", "complaint")})
+        floor.append(base.top(1)[0][0] == case.diagnosis)
+    return float(np.mean(whole)), float(np.mean(floor))
+
+
+def play(
+    env: object, task_ids: list[str], policy: Callable[..., str], seed: int = 0
+) -> list[dict[str, float]]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for task_id in task_ids:
+        env.reset(options={"task_id": task_id})  # type: ignore[attr-defined]
+        while True:
+            *_, terminated, truncated, info = env.step(policy(env.unwrapped, rng))  # type: ignore[attr-defined]
+            if terminated or truncated:
+                rows.append(info["metrics"])
+                break
+    return rows
+
+
+def mean_of(rows: list[dict[str, float]], key: str) -> str:
+    values = [r[key] for r in rows if key in r]
+    return f"{statistics.fmean(values):.3f} (n={len(values)})" if values else "-"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--tasks", type=int, default=200)
+    args = parser.parse_args()
+    env = rounds.make("rounds/DiagGym-v0")
+    task_ids = list(env.unwrapped.task_ids(args.split))[: args.tasks]
+    whole, floor = presentation_accuracy(env.unwrapped, task_ids)
+    print(f"# DiagGym-v0 on {len(task_ids)} {args.split} cases")
+    print(f"posterior top-1 from the presentation: {whole:.3f}")
+    print(f"posterior top-1 from complaint, age band and sex only: {floor:.3f}")
+    policies = env.unwrapped.scripted_policies()
+    print("\nend to end (max 12 turns)")
+    print(f"{'agent':<10} {'accuracy':>18} {'exams ordered':>14} {'exam F1':>8}")
+    for name in ("reference", "bayes", "random"):
+        rows = play(env, task_ids, policies[name])
+        exams = statistics.fmean(r["exams_ordered"] for r in rows)
+        f1 = statistics.fmean(r["exam_f1"] for r in rows)
+        print(f"{name:<10} {mean_of(rows, 'diagnosis_correct'):>18} {exams:>14.2f} {f1:>8.3f}")
+    single = rounds.make("rounds/DiagGym-v0", variant="single-step")
+    print("\nsingle step (one move after a history from the reference workup)")
+    print(f"{'agent':<10} {'hit ratio':>18} {'diagnostic accuracy':>22}")
+    for name in ("reference", "bayes", "random"):
+        rows = play(single, task_ids, policies[name])
+        print(
+            f"{name:<10} {mean_of(rows, 'hit_ratio'):>18} {mean_of(rows, 'diagnosis_correct'):>22}"
+        )
+
+
+if __name__ == "__main__":
+    main()
