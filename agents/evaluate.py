@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, model_validator
 
 from rounds.agents.loop import EpisodeSpec, Rollout, run_episodes
 from rounds.agents.registry import make_agent
+from rounds.distributed.workers import EnvWorkers
 from rounds.registration import make
 from rounds.stats import summarize_episodes
 from rounds.storage import RunDir
@@ -50,6 +51,15 @@ class EvalConfig(BaseModel):
     concurrency: int = Field(default=1, ge=1, description="Episodes run at once.")
     step_timeout_s: float = Field(
         default=60.0, gt=0, description="Env step timeout; the episode is truncated."
+    )
+    env_backend: Literal["thread", "process", "ray"] = Field(
+        default="thread",
+        description="Where envs run: the chat loop's threads, worker processes, or Ray actors.",
+    )
+    env_workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Env workers of a process/ray backend (default: concurrency).",
     )
 
     @model_validator(mode="after")
@@ -202,11 +212,18 @@ def evaluate(
     specs = [s for s in planned if s.meta["slot"] not in done]
     derived = dict(env.derived_metrics)
     agent = make_agent(config.agent, env, **config.agent_options)
+    if config.env_backend != "thread" and config.agent in env.scripted_policies():
+        agent.close()
+        raise ValueError(
+            f"the scripted agent {config.agent!r} reads the env's true state, which stays in the "
+            f"env's worker; run it with env_backend='thread' (rounds eval --backend thread)"
+        )
     env.close()
+    workers = EnvWorkers(config.env_backend, config.env_workers or config.concurrency)
     try:
         with run.episode_writer() as writer:
             for rollout in run_episodes(
-                lambda: make(config.env_id, split=config.split, **config.env_kwargs),
+                lambda: workers.make(config.env_id, split=config.split, **config.env_kwargs),
                 agent,
                 specs,
                 env_id=config.env_id,
@@ -218,6 +235,7 @@ def evaluate(
                     on_episode(rollout)
     finally:
         agent.close()
+        workers.close()
     episodes = list(run.episodes())
     summary = {
         "settings": {
@@ -230,5 +248,7 @@ def evaluate(
         },
         **summarize_episodes(episodes, derived=derived, seed=config.seed),
     }
+    if config.env_backend != "thread":
+        summary["env_workers"] = {"backend": config.env_backend, **workers.metrics()}
     run.write_summary(summary)
     return summary

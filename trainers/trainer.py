@@ -34,6 +34,7 @@ from rounds.agents.base import BaseAgent
 from rounds.agents.loop import EpisodeSpec, Rollout, run_episodes
 from rounds.agents.recording import unwrap_text_env
 from rounds.agents.registry import make_agent
+from rounds.distributed.workers import EnvWorkers
 from rounds.registration import make
 from rounds.storage import RunDir
 from rounds.trainers.advantages import group_advantages
@@ -113,6 +114,11 @@ class GRPOTrainer:
         self.start_step = int(read_state(resume_from)["step"]) if resume_from is not None else 0
 
         self.env_kwargs = config_env_kwargs(config)
+        #: Where rollout envs run (``env_backend``); local envs serve probes and warm starts.
+        self.env_workers = EnvWorkers(
+            config.env_backend,
+            config.env_workers or config.concurrency or config.tasks_per_step * config.group_size,
+        )
         probe = self.make_env()
         self.env = unwrap_text_env(probe)
         self.task_ids = list(self.env.task_ids(config.split))
@@ -202,6 +208,7 @@ class GRPOTrainer:
             finally:
                 self.progress = None
                 self.trackers.close()
+                self.env_workers.close()
         return metrics
 
     def train_step(self, step: int) -> dict[str, Any]:
@@ -224,6 +231,8 @@ class GRPOTrainer:
         )
         if self.config.eval_every and (step + 1) % self.config.eval_every == 0:
             metrics.update(self.evaluate())
+        if self.config.env_backend != "thread":
+            metrics.update(self.env_workers.metrics())
         self.log(step, metrics, scored)
         self.checkpoint(step)
         return metrics
@@ -329,7 +338,9 @@ class GRPOTrainer:
         try:
             rollouts = list(
                 run_episodes(
-                    lambda: self.make_env(split),
+                    lambda: self.env_workers.make(
+                        config.env_id, split=split or config.split, **self.env_kwargs
+                    ),
                     agent,
                     specs,
                     env_id=config.env_id,

@@ -201,6 +201,17 @@ def eval_command(
     split: Annotated[str, typer.Option(help="Task split: train, validation or test.")] = "test",
     seed: Annotated[int, typer.Option(min=0, help="Base seed of resets and sampling.")] = 0,
     concurrency: Annotated[int, typer.Option(min=1, help="Episodes run at once.")] = 1,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="Where envs run: thread (the chat loop's threads), process (worker processes "
+            "for CPU-heavy envs) or ray (Ray actors, this machine or RAY_ADDRESS's cluster)."
+        ),
+    ] = "thread",
+    env_workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Env workers of --backend process/ray (default: --concurrency)."),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
     variant: Variant = None,
     env_arg: EnvArgs = None,
@@ -232,6 +243,8 @@ def eval_command(
             samples_per_task=samples_per_task,
             seed=seed,
             concurrency=concurrency,
+            env_backend=backend,
+            env_workers=env_workers,
         )
     except ValidationError as err:
         fail(
