@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Generator
@@ -28,9 +29,25 @@ apply_offline_defaults()
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+
+@functools.cache
+def _docker_daemon_answers() -> bool:
+    import subprocess
+
+    if shutil.which("docker") is None:
+        return False
+    try:
+        done = subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
 #: How to tell that a system component is present.
 COMPONENTS = {
-    "docker": lambda: shutil.which("docker") is not None,
+    # A docker CLI without a running daemon is not docker: ask the daemon.
+    "docker": _docker_daemon_answers,
+    "bubblewrap": lambda: shutil.which("bwrap") is not None,
     "chromium": lambda: all(shutil.which(name) for name in ("chromium", "chromedriver")),
 }
 
