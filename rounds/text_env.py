@@ -130,6 +130,11 @@ class TextEnv(gym.Env[str, str]):
         self._done = False
         self._last_observation = ""
 
+    @property
+    def episode_ended(self) -> bool:
+        """Whether the episode is over (terminated or truncated), so the next step needs a reset."""
+        return self._done or not self._started
+
     def episode_meta(self) -> dict[str, Any]:
         """What a recorded episode keeps of this env, so it can be re-shaped and replayed
         without the env: the reward weights, the outcome components and what the replay shows."""

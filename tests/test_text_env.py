@@ -132,7 +132,14 @@ def test_async_vector_env_with_default_shared_memory_matches_sync(env_id: str) -
         assert all(o for o in observations), "an empty observation came back"
         assert isinstance(stepped, tuple) and all(isinstance(o, str) and o for o in stepped)
         results[mode] = (observations, stepped, rewards.tolist(), list(infos["invalid_action"]))
-    assert results["async"] == results["sync"]
+    for field, sync, vectorised in zip(
+        ("reset observations", "step observations", "rewards", "invalid_action"),
+        results["sync"],
+        results["async"],
+        strict=True,
+    ):
+        for index, (expected, got) in enumerate(zip(sync, vectorised, strict=True)):
+            assert got == expected, f"{field}[{index}] differs between sync and async"
 
 
 def test_async_vector_env_with_spawned_workers() -> None:
@@ -150,3 +157,14 @@ def test_async_vector_env_with_spawned_workers() -> None:
         envs.close()
     assert all(o.startswith("You are in the middle of") for o in observations)
     assert stepped == ("You are not carrying anything.",) * 2
+
+
+def test_episode_ended_tracks_reset_and_the_last_turn() -> None:
+    env = GuessNumberEnv(max_turns=2)
+    assert env.episode_ended
+    env.reset(options={"task_id": "3"})
+    assert not env.episode_ended
+    env.step("50")
+    assert not env.episode_ended
+    *_, truncated, _ = env.step("40")
+    assert truncated and env.episode_ended
