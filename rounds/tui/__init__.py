@@ -1,5 +1,6 @@
 """``rounds replay RUN_DIR``: a terminal UI to replay a run's episodes.
 
-Textual is imported only by :mod:`rounds.tui.app`; the index, filters and
-Markdown export here are plain Python.
+Textual is imported only by the screens (:mod:`rounds.tui.app`, ``episode_list``,
+``episode_screens``, ``dialogs``); the index, filters, views and Markdown export
+are plain Python (and Rich), testable without a terminal.
 """

@@ -294,7 +294,7 @@ class EpisodeListScreen(Screen[None]):
             here = self.view[self.cursor] if self.view else None
             self.view += kept
             self.sort_view()
-            self.cursor = self.view.index(here) if here is not None else 0
+            self.cursor = next((i for i, r in enumerate(self.view) if r is here), 0)
             self.show_window(force=True)
         else:
             before = len(self.view)
