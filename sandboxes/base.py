@@ -13,10 +13,15 @@ of a file set, and the unified diff of the work tree against its start.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import difflib
 import io
+import multiprocessing.util
+import os
 import posixpath
 import tarfile
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -344,3 +349,53 @@ class Sandbox(ABC):
     @abstractmethod
     def _restore(self, files: Mapping[str, bytes]) -> None:
         """Kill every sandbox process, empty the work tree, write ``files``."""
+
+
+# ------------------------------------------------------------ removal at exit
+
+#: Started sandboxes not yet closed. Strong references: a sandbox dropped without close()
+#: must still be found and removed at exit.
+_LIVE: set[Sandbox] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def track(sandbox: Sandbox) -> None:
+    """Remember a started sandbox so that :func:`close_live_sandboxes` removes it at exit."""
+    with _LIVE_LOCK:
+        _LIVE.add(sandbox)
+
+
+def untrack(sandbox: Sandbox) -> None:
+    with _LIVE_LOCK:
+        _LIVE.discard(sandbox)
+
+
+@atexit.register
+def close_live_sandboxes() -> None:
+    """Close every sandbox this process started and has not closed (interpreter exit)."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for sandbox in live:
+        with contextlib.suppress(Exception):
+            sandbox.close()
+
+
+def _forget_parent_sandboxes() -> None:
+    """In a forked child: the parent's sandboxes are the parent's to close, not ours."""
+    global _LIVE_LOCK
+    _LIVE_LOCK = threading.Lock()
+    _LIVE.clear()
+
+
+class _ForkAnchor:
+    """A weak-referenceable object for multiprocessing's after-fork registry."""
+
+
+_FORK_ANCHOR = _ForkAnchor()
+os.register_at_fork(after_in_child=_forget_parent_sandboxes)
+# A multiprocessing child (fork start method) ends with os._exit, which skips atexit; its
+# own exit runs multiprocessing's finalizers, so the clean-up is registered there too.
+multiprocessing.util.register_after_fork(
+    _FORK_ANCHOR,
+    lambda _: multiprocessing.util.Finalize(None, close_live_sandboxes, exitpriority=10),
+)

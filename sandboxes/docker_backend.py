@@ -15,14 +15,13 @@ after a crash by ``rounds sandbox prune`` (:func:`prune`).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import os
 import select
 import struct
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Self
 
@@ -37,7 +36,9 @@ from rounds.sandboxes.base import (
     SandboxUnavailable,
     decode_output,
     pack_files,
+    track,
     unpack_files,
+    untrack,
 )
 
 if TYPE_CHECKING:
@@ -52,9 +53,6 @@ KEEPER_USER = "65534:65534"
 _UID, _GID = 1000, 1000
 #: Seconds past a command's own timeout before the host gives up on it and kills it.
 _GRACE_S = 5.0
-
-_LIVE: weakref.WeakSet[DockerSandbox] = weakref.WeakSet()
-_LIVE_LOCK = threading.Lock()
 
 
 def docker_client(timeout: float = 120.0) -> docker.DockerClient:
@@ -147,8 +145,7 @@ class DockerSandbox(Sandbox):
                     "`rounds sandbox build-image` (or a task image with `rounds sandbox "
                     "build-image --task-dockerfile ...`)."
                 ) from err
-            with _LIVE_LOCK:
-                _LIVE.add(self)
+            track(self)
             try:
                 self._create(client)
             except BaseException:
@@ -158,7 +155,7 @@ class DockerSandbox(Sandbox):
 
     def _create(self, client: docker.DockerClient) -> None:
         limits = self.limits
-        labels = {LABEL: "1", f"{LABEL}.backend": "docker"}
+        labels = {LABEL: "1", f"{LABEL}.backend": "docker", f"{LABEL}.pid": str(os.getpid())}
         volume = client.volumes.create(
             name=f"{self.name}-work",
             driver="local",
@@ -229,8 +226,7 @@ class DockerSandbox(Sandbox):
                     container.remove(force=True)
             if volume is not None:
                 _remove_volume(client, volume)
-            with _LIVE_LOCK:
-                _LIVE.discard(self)
+            untrack(self)
 
     # ------------------------------------------------------------ commands
 
@@ -459,13 +455,3 @@ def prune(client: docker.DockerClient | None = None) -> tuple[int, int]:
     for volume in volumes:
         _remove_volume(client, str(volume.name))
     return len(containers), len(volumes)
-
-
-@atexit.register
-def _close_live_sandboxes() -> None:
-    """At interpreter exit, remove every docker sandbox still open."""
-    with _LIVE_LOCK:
-        live = list(_LIVE)
-    for sandbox in live:
-        with contextlib.suppress(Exception):
-            sandbox.close()

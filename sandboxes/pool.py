@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping
@@ -184,6 +185,16 @@ def shared_pool(key: Hashable, factory: SandboxFactory, *, max_size: int = 8) ->
             pool = SandboxPool(factory, max_size=max_size)
             _SHARED[key] = pool
         return pool
+
+
+def _forget_parent_pools() -> None:
+    """In a forked child the parent's pools (and their sandboxes) are not ours."""
+    global _SHARED_LOCK
+    _SHARED_LOCK = threading.Lock()
+    _SHARED.clear()
+
+
+os.register_at_fork(after_in_child=_forget_parent_pools)
 
 
 @atexit.register

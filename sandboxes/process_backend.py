@@ -38,6 +38,8 @@ from rounds.sandboxes.base import (
     SandboxError,
     SandboxUnavailable,
     decode_output,
+    track,
+    untrack,
 )
 
 #: The host uid/gid commands run as when `rounds` itself runs as root (``nobody``).
@@ -97,6 +99,7 @@ class ProcessSandbox(Sandbox):
                     "sandbox is started."
                 )
             root = Path(tempfile.mkdtemp(prefix="rounds-sandbox-"))
+            track(self)
             root.chmod(0o755)  # the unprivileged host user must reach work/ and etc/
             self._root = root
             (root / "work").mkdir()
@@ -118,6 +121,7 @@ class ProcessSandbox(Sandbox):
             root, self._root = self._root, None
             if root is not None:
                 shutil.rmtree(root, ignore_errors=True)
+            untrack(self)
 
     # ------------------------------------------------------------ commands
 
