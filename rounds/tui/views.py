@@ -65,7 +65,7 @@ def summary_metrics(
     """The metrics of ``summary.json`` worth showing, and a warning for each malformed one.
 
     Shown: the core metrics, then the declared ones; a run without declarations (written
-    before envs declared them) shows every metric it has. Each entry is ``(name, value,
+    before envs declared them) shows every metric it has, core first. Each entry is ``(name, value,
     low, high, n)``; an entry whose value is not a number is skipped with a warning.
     """
     raw = summary.get("metrics")
@@ -73,7 +73,7 @@ def summary_metrics(
         return [], []
     if not isinstance(raw, Mapping):
         return [], [f"summary.json: 'metrics' is a {type(raw).__name__}, not a mapping; ignored"]
-    names = [*CORE_SUMMARY_METRICS, *declared] if declared else sorted(raw)
+    names = [*CORE_SUMMARY_METRICS, *(declared or sorted(raw))]
     entries: list[tuple[str, float, float | None, float | None, Any]] = []
     problems: list[str] = []
     for name in dict.fromkeys(names):
