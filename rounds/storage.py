@@ -381,11 +381,13 @@ class RunDir:
         return self.path / CHECKPOINTS_DIR
 
     def clear(self) -> None:
-        """Remove the files an earlier run wrote here (logs, summary, checkpoints, replay
-        indexes, TensorBoard events), so a run that starts over does not mix its rows with
-        the old ones. Files `rounds` did not write are left alone."""
+        """Remove the files an earlier run wrote here (logs and their torn fragments, summary,
+        checkpoints, replay indexes, TensorBoard events), so a run that starts over does not
+        mix its rows with the old ones. Files `rounds` did not write are left alone."""
         for path in (self.episodes_path, self.metrics_path, self.summary_path):
             path.unlink(missing_ok=True)
+        for log in (self.episodes_path, self.metrics_path):
+            log.with_name(log.name + TORN_SUFFIX).unlink(missing_ok=True)
         for index in self.path.glob(".*.index.json"):
             index.unlink(missing_ok=True)
         for events in (self.path / "tensorboard").glob("events.out.tfevents.*"):

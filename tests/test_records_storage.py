@@ -104,6 +104,8 @@ def test_resuming_moves_a_torn_last_line_to_a_torn_file(tmp_path: Path) -> None:
         run.episode_writer().close()
     assert torn.read_bytes() == second[:-30] + b"\n" + b'{"env_id": "rounds/Hou\n'
     assert run.episodes_path.read_bytes().endswith(b"\n")
+    run.clear()  # a run that starts over drops the old run's fragments too
+    assert not torn.exists() and not run.episodes_path.exists()
 
 
 def test_resuming_keeps_a_whole_last_record_without_its_newline(tmp_path: Path) -> None:
