@@ -4,7 +4,11 @@ A run directory (``DESIGN.md``) holds ``config.yaml``, ``episodes.jsonl``,
 ``metrics.jsonl``, ``summary.json`` and ``checkpoints/``. Writers append whole
 lines and flush, so a crash loses at most the line being written; readers skip
 a torn or corrupt line with a warning instead of failing, so a run that is still
-being written (or was killed) can always be read.
+being written (or was killed) can always be read. A writer that resumes a file
+moves a torn last line to ``<file>.torn``, so the file is whole again.
+
+Every JSONL line is decoded by :func:`decode_line` (the readers here and the
+replay's index alike), which reports what was wrong as data (:class:`LineProblem`).
 """
 
 from __future__ import annotations
