@@ -125,6 +125,9 @@ def test_sex_and_age_gate_pregnancy_and_gynaecology(
     positive_hcg = Counter()
     for case, _ in sampled:
         disease = kb.disease(case.diagnosis)
+        own = kb.presentation.complaint_symptoms.get(case.complaint, [])
+        gated = {kb.presentation.symptoms[s].sex for s in own} - {None}
+        violations += bool(gated and gated != {case.sex})  # a complaint of the other sex
         if case.sex == "male":
             violations += bool(female_only_symptoms & set(case.symptoms))
             violations += disease.female == 1.0

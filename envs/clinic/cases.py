@@ -357,7 +357,8 @@ def render_summary(kb: KnowledgeBase, case: Case) -> str:
     # The complaint's own symptoms are not in case.symptoms: never reported twice, never denied.
     reported = [p.symptoms[s].text for s, v in case.symptoms.items() if v == "present"]
     denied = [p.symptoms[s].text for s, v in case.symptoms.items() if v == "denied"]
-    hpi = f"A {case.age}-year-old {person} presents with {complaint}."
+    article = "An" if str(case.age).startswith("8") or case.age in (11, 18) else "A"
+    hpi = f"{article} {case.age}-year-old {person} presents with {complaint}."
     hpi += f" {he} reports {_join(reported)}." if reported else f" {he} reports no other symptoms."
     if denied:
         hpi += f" {he} denies {_join(denied, 'or')}."
