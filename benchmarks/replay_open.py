@@ -9,7 +9,9 @@ it (``tmux capture-pane``), timing from the moment the command is started:
 - rows visible: the first episode's row is on screen;
 - navigable: after ``j`` is sent (as soon as rows are visible), the status line shows
   the cursor on the second episode;
-- all listed: the status line counts every episode and indexing has finished.
+- all listed: the status line counts every episode and indexing has finished;
+- key latency: five more ``j`` presses, one at a time, each timed until the status
+  line shows the cursor moved (includes tmux's own round trip, about 20 ms polling).
 
 The first open has no saved index (cold); later opens reuse ``.episodes.index.json``
 (warm). The operating system's file cache is warm in both (the run was just written).
@@ -140,16 +142,24 @@ class Pane:
         subprocess.run([*self.tmux, "kill-server"], check=False, capture_output=True)
 
 
-def open_once(run: Path, episodes: int) -> tuple[float, float, float, float]:
-    """(imports done, rows visible, navigable, all listed) in seconds for one open."""
+def open_once(run: Path, episodes: int) -> tuple[float, float, float, float, float]:
+    """(imports done, rows visible, navigable, all listed, median key latency) in seconds
+    for one open; the key latency is of five more ``j`` presses sent one at a time right
+    after the first (while the index is still being built, for a large run)."""
     pane = Pane(run)
     try:
         visible = pane.wait_for("bench-task-000000")
         pane.keys("j")
         navigable = pane.wait_for(r"^ 2/[\d,]+ shown")
+        latencies = []
+        for position in range(3, 8):
+            sent = time.perf_counter()
+            pane.keys("j")
+            pane.wait_for(rf"^ {position}/[\d,]+ shown")
+            latencies.append(time.perf_counter() - sent)
         listed = pane.wait_for(rf"\b{episodes:,} in the run", absent="indexing")
         pane.keys("q")
-        return pane.imports_s(), visible, navigable, listed
+        return pane.imports_s(), visible, navigable, listed, statistics.median(latencies)
     finally:
         pane.close()
         pane.stamp.unlink(missing_ok=True)
@@ -186,7 +196,10 @@ def main() -> None:
             "seconds from the command's start (in brackets: after Python has started and "
             "imported the replay, i.e. the app's own time); median, then worst, of the opens"
         )
-        print("open              imports    rows visible         navigable (j moved)  all listed")
+        print(
+            "open              imports    rows visible         navigable (j moved)  "
+            "all listed  key latency"
+        )
         for name, runs in (("cold (no index)", cold), ("warm (saved)", warm)):
             cells = []
             for column in (1, 2):
@@ -195,9 +208,10 @@ def main() -> None:
                 cells.append(f"{median:5.2f} [{statistics.median(own):.2f}, max {max(own):.2f}]")
             imports = statistics.median(r[0] for r in runs)
             listed = statistics.median(r[3] for r in runs)
+            latency = statistics.median(r[4] for r in runs)
             print(
                 f"{name:<17} {imports:5.2f}   {cells[0]}  {cells[1]}  {listed:6.2f}"
-                f"   ({len(runs)} opens)"
+                f"      {latency:.3f}   ({len(runs)} opens)"
             )
     finally:
         if args.keep is None:
