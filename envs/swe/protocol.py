@@ -122,6 +122,8 @@ _RANGE = re.compile(r"^(?P<start>\d+)\s*(?:[-:,]\s*(?P<end>-?\d+))?$")
 
 def _plain(text: str) -> ToolCall | None:
     fence = _FENCE.search(text)
+    if fence is not None and text.startswith("```"):
+        return ToolCall("bash", {"command": fence.group("body").strip()})
     first, _, rest = text.partition("\n")
     head = first.strip().strip("`").strip()
     word, _, tail = head.partition(" ")
