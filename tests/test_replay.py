@@ -599,6 +599,12 @@ async def test_the_list_and_episode_show_what_the_env_declares(
         screen = await indexed(app, pilot)
         labels = [str(c.label) for c in screen.query_one("#episodes", DataTable).columns.values()]
         assert labels[-1] == "score" and "absent_metric" not in labels  # declared, never present
+        await pilot.press(*["s"] * len(episode_list.SORTABLE))  # the declared metric sorts too
+        assert screen.sort_column == "metric:score"
+        assert "sort: score" in screen.query_one("#status", StatusLine).text
+        scores = [r.metrics["score"] for r in screen.view]
+        assert scores == sorted(scores) and scores[0] == 0.0 and scores[-1] == 0.9
+        await pilot.press("g")
         await pilot.press("enter")
         lines = [str(label.render()) for label in app.screen.query("#lines Label").results(Label)]
         assert lines == ["reward / turn", "belief"]

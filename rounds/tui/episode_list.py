@@ -51,6 +51,7 @@ CORE_COLUMNS = [
     ("turns", "turns", "turns"),
     ("success", "ok", "success"),
 ]
+#: Columns ``s`` sorts by, in turn (then the metric columns).
 SORTABLE = ["line", "env", "task", "outcome", "reward", "turns", "seed", "step"]
 #: Most metric columns the list shows (the first the run's env declared).
 MAX_METRIC_COLUMNS = 4
@@ -315,7 +316,7 @@ class EpisodeListScreen(Screen[None]):
 
     def sort_view(self) -> None:
         attribute = next(a for key, _, a in self.columns if key == self.sort_column)
-        self.view.sort(key=lambda r: _sort_key(getattr(r, attribute)), reverse=self.sort_reverse)
+        self.view.sort(key=lambda r: _sort_key(r.value(attribute)), reverse=self.sort_reverse)
 
     def show_window(self, *, force: bool = False) -> None:
         """Put the table's cursor on list position ``cursor``, moving the window if the cursor
@@ -380,7 +381,8 @@ class EpisodeListScreen(Screen[None]):
         if self.search_text:
             searching = " (searching...)" if self._search_busy else ""
             parts.append(f"search: {self.search_text!r}{searching}")
-        parts.append(f"sort: {self.sort_column}{' (reversed)' if self.sort_reverse else ''}")
+        sort = self.sort_column.removeprefix("metric:")
+        parts.append(f"sort: {sort}{' (reversed)' if self.sort_reverse else ''}")
         problems = len(index.warnings) + len(self.warnings)
         if problems:
             parts.append(f"{problems} warnings")
@@ -534,8 +536,9 @@ class EpisodeListScreen(Screen[None]):
         self.update_status()
 
     def action_sort(self) -> None:
-        position = SORTABLE.index(self.sort_column) if self.sort_column in SORTABLE else -1
-        self.sort_column = SORTABLE[(position + 1) % len(SORTABLE)]
+        sortable = SORTABLE + [key for key, _, _ in self.columns if key.startswith("metric:")]
+        position = sortable.index(self.sort_column) if self.sort_column in sortable else -1
+        self.sort_column = sortable[(position + 1) % len(sortable)]
         self.apply_sort()
 
     def action_reverse(self) -> None:

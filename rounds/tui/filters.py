@@ -65,12 +65,6 @@ def _convert(field: str, value: str) -> Any:
     return value
 
 
-def _value(row: EpisodeRow, attribute: str) -> Any:
-    if attribute.startswith("metric:"):
-        return row.metrics.get(attribute.removeprefix("metric:"))
-    return getattr(row, attribute)
-
-
 def parse_filter(text: str, metrics: Sequence[str] = ()) -> Callable[[EpisodeRow], bool]:
     """A predicate over rows from filter text (empty text keeps every row).
 
@@ -93,7 +87,7 @@ def parse_filter(text: str, metrics: Sequence[str] = ()) -> Callable[[EpisodeRow
         if op == "~":
 
             def contains(row: EpisodeRow, a: str = attribute, n: str = raw.lower()) -> bool:
-                return n in str(_value(row, a)).lower()
+                return n in str(row.value(a)).lower()
 
             tests.append(contains)
             continue
@@ -106,7 +100,7 @@ def parse_filter(text: str, metrics: Sequence[str] = ()) -> Callable[[EpisodeRow
             v: Any = value,
             c: Callable[[Any, Any], bool] = compare,
         ) -> bool:
-            actual = _value(row, a)
+            actual = row.value(a)
             if actual is None:
                 return False
             try:

@@ -52,6 +52,13 @@ class EpisodeRow:
     #: The values of the metrics the env declared for the replay (``Episode.meta``).
     metrics: dict[str, float] = field(default_factory=dict)
 
+    def value(self, attribute: str) -> Any:
+        """A field's value, or a declared metric's for ``metric:NAME`` (``None`` if absent):
+        what the list's columns, sort and filter read."""
+        if attribute.startswith("metric:"):
+            return self.metrics.get(attribute.removeprefix("metric:"))
+        return getattr(self, attribute)
+
 
 def declared_metrics(episode: Episode) -> list[str] | None:
     """The metrics the episode's env declared worth showing (``meta["replay_metrics"]``),

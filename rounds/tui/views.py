@@ -36,10 +36,9 @@ MAX_INFO_CHARS = 80
 
 def cell(row: EpisodeRow, attribute: str) -> Any:
     """One cell of the episode list: numbers right-aligned, env ids without ``rounds/``."""
+    value = row.value(attribute)
     if attribute.startswith("metric:"):
-        value: Any = row.metrics.get(attribute.removeprefix("metric:"))
         return Text(f"{value:.3g}", justify="right") if isinstance(value, float | int) else ""
-    value = getattr(row, attribute)
     if attribute == "success":
         return "yes" if value else "no"
     if isinstance(value, float):
