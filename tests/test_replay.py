@@ -805,3 +805,17 @@ async def test_follow_mode_searches_and_sorts_episodes_written_later(tmp_path: P
         await wait_for(pilot, lambda: len(screen.view) == 10)
         assert [r.task_id for r in screen.view] == [task(i) for i in range(39, 29, -1)]
         assert highlighted_task(screen) == task(39)
+
+
+async def test_follow_mode_lists_afresh_a_file_replaced_by_a_new_run(tmp_path: Path) -> None:
+    run = tmp_path / "restarted"
+    ids = write_big_run(run, episodes=30)
+    path = run / "episodes.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    app = ReplayApp(run, follow=True, refresh_s=0.05)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await indexed(app, pilot)
+        assert len(screen.view) == 30
+        path.write_bytes(b"".join(lines[20:25]))  # a new run started over in the same place
+        await wait_for(pilot, lambda: [r.id for r in screen.view] == ids[20:25])
+        assert len(screen.index.rows) == 5 and highlighted_task(screen) == task(20)

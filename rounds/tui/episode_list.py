@@ -220,8 +220,11 @@ class EpisodeListScreen(Screen[None]):
                 for start in range(known, len(saved.rows), CHUNK):  # the UI runs in between
                     self.app.call_from_thread(self.add_rows, saved.rows[start : start + CHUNK])
         while True:
+            restarts = index.restarts
             new = index.update(max_rows=CHUNK)
-            if new:
+            if index.restarts != restarts:  # a new run replaced the file: list it afresh
+                self.app.call_from_thread(self.restart_list)
+            elif new:
                 self.app.call_from_thread(self.add_rows, new)
             if len(new) < CHUNK:
                 break
@@ -240,6 +243,15 @@ class EpisodeListScreen(Screen[None]):
         index.warnings = saved.warnings
         index.declared += [n for n in saved.declared if n not in index.declared]
         return known
+
+    def restart_list(self) -> None:
+        """The file was replaced: the list, its search and its warnings start over."""
+        self.searched = 0
+        if self.search_lines is not None:
+            self.search_lines = set()
+        self._notified = len(self.warnings)
+        self.refresh_rows()
+        self.continue_search()
 
     def finish_indexing(self) -> None:
         self._index_busy = False

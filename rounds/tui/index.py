@@ -105,6 +105,8 @@ class EpisodeIndex:
     warnings: list[str] = field(default_factory=list)
     #: Every metric the run's episodes declared for the replay, in first-seen order.
     declared: list[str] = field(default_factory=list)
+    #: How many times the file was replaced by a shorter one and indexing started over.
+    restarts: int = 0
 
     @property
     def cache_path(self) -> Path:
@@ -178,6 +180,8 @@ class EpisodeIndex:
         size = self.path.stat().st_size
         if size < self.end:  # the file was replaced: start over
             self.rows, self.end, self.lines, self.declared = [], 0, 0, []
+            self.warnings = []
+            self.restarts += 1
         new: list[EpisodeRow] = []
         if max_rows is not None and max_rows <= 0:
             return new
