@@ -7,6 +7,7 @@ backends run the same code and return the same values.
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Any
 
@@ -14,6 +15,18 @@ import gymnasium as gym
 
 from rounds.distributed.proxy import EnvDescription, StepTuple, describe_env
 from rounds.text_env import TextEnv
+
+
+def resolve_env_id(env_id: str) -> str:
+    """``"my_pkg.envs:my/Env-v0"`` imports ``my_pkg.envs`` (which registers the env) and
+    returns ``"my/Env-v0"``, as ``gym.make`` does; a plain id is returned as it is. A worker
+    process or Ray actor starts with only the built-in envs registered: this is how it
+    gets yours (the module must be importable there)."""
+    module, sep, name = env_id.rpartition(":")
+    if not sep or "/" in module:
+        return env_id
+    importlib.import_module(module)
+    return name
 
 
 class EnvHost:
@@ -33,7 +46,7 @@ class EnvHost:
         """Make an env under ``key``; return its description."""
         from rounds.registration import make
 
-        env = make(env_id, **kwargs)
+        env = make(resolve_env_id(env_id), **kwargs)
         base = env.unwrapped
         if not isinstance(base, TextEnv):
             env.close()

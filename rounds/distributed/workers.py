@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import gymnasium as gym
 
+from rounds.distributed.host import resolve_env_id
 from rounds.distributed.proxy import EnvDescription, ProxyEnv, StepTuple
 from rounds.distributed.worker import Worker, WorkerCallError, WorkerDied, WorkerTimeout
 from rounds.registration import env_class, make
@@ -131,9 +132,10 @@ class EnvWorkers:
     def make(self, env_id: str, **kwargs: Any) -> gym.Env[str, str]:
         """An env of ``env_id`` made with ``kwargs``: local for ``thread``, else in a worker."""
         if self.backend == "thread":
-            return make(env_id, **kwargs)
+            return make(resolve_env_id(env_id), **kwargs)
         if self.backend == "ray" and not self._env_resources:
-            self._env_resources = dict(getattr(env_class(env_id), "worker_resources", {}) or {})
+            cls = env_class(resolve_env_id(env_id))
+            self._env_resources = dict(getattr(cls, "worker_resources", {}) or {})
         key = f"env-{next(self._keys)}"
         worker = self._assign(key)
         try:

@@ -379,7 +379,7 @@ def create_app(server: EnvServer, *, reap_every_s: float | None = None) -> FastA
         finally:
             if session is not None:
                 await server.close_session(session.id)
-            with contextlib.suppress(RuntimeError):
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await websocket.close()
 
     return app
