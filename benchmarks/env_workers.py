@@ -30,9 +30,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from rounds.agents.base import Action, BaseAgent, Chat  # noqa: E402
-from rounds.agents.loop import EpisodeSpec, run_episodes  # noqa: E402
-from rounds.distributed.workers import EnvWorkers  # noqa: E402
+from rounds.agents.base import Action, BaseAgent, Chat
+from rounds.agents.loop import EpisodeSpec, run_episodes
+from rounds.distributed.workers import EnvWorkers
 
 BUSY = "benchmarks.busy_env:bench/Busy-v0"
 
@@ -76,7 +76,7 @@ def step_round_trip_ms(workers: EnvWorkers, steps: int = 300) -> float:
     times = []
     for _ in range(steps):
         started = time.perf_counter()
-        _, _, terminated, truncated, info = env.step("look")
+        _, _, terminated, truncated, _ = env.step("look")
         times.append(time.perf_counter() - started)
         if terminated or truncated:
             env.reset(seed=0)
