@@ -72,7 +72,7 @@ def throughput(workers: EnvWorkers, episodes: int, concurrency: int) -> float:
 
 def step_round_trip_ms(workers: EnvWorkers, steps: int = 300) -> float:
     env = workers.make("rounds/Household-v0")
-    _, info = env.reset(seed=0)
+    env.reset(seed=0)
     times = []
     for _ in range(steps):
         started = time.perf_counter()
