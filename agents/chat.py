@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from rounds.actions import InvalidAction, decode_json
 from rounds.agents.base import Action
 
 TRUNCATION_MARKER = "[earlier observation omitted to fit the context window]"
@@ -21,9 +22,9 @@ def tool_calls_in_text(text: str) -> list[dict[str, Any]]:
     calls = []
     for match in _TOOL_CALL.finditer(text):
         try:
-            body = json.loads(match.group("body"))
-        except json.JSONDecodeError:
-            continue
+            body = decode_json(match.group("body"))
+        except InvalidAction:
+            continue  # not a call; the env reads the text and says what is wrong
         if isinstance(body, dict) and isinstance(body.get("name"), str):
             arguments = body.get("arguments", {})
             calls.append(
@@ -47,8 +48,8 @@ def tool_call_text(call: dict[str, Any]) -> str:
     arguments: Any = function.get("arguments", {})
     if isinstance(arguments, str):
         # Malformed arguments stay a string; the env tells the agent what is wrong with them.
-        with contextlib.suppress(json.JSONDecodeError):
-            arguments = json.loads(arguments) if arguments.strip() else {}
+        with contextlib.suppress(InvalidAction):
+            arguments = decode_json(arguments) if arguments.strip() else {}
     return json.dumps({"name": function.get("name"), "arguments": arguments})
 
 

@@ -231,3 +231,21 @@ def test_a_long_invalid_exam_name_is_not_echoed_whole() -> None:
         observation, *_, info = env.step(f"exam: {name}")
         assert info["invalid_action"]
         assert name not in observation and len(observation) < 1_500
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"name": "diagnose", "arguments": {"n": ' + "9" * 4301 + "}}",
+        '{"name": "x", "arguments": ' + "[" * 7500 + "]" * 7500 + "}",
+    ],
+    ids=["huge integer", "deep nesting"],
+)
+def test_the_chat_loop_reads_hostile_tool_call_text_without_raising(body: str) -> None:
+    """A model's ``<tool_call>`` text goes through the one bounded JSON decoder."""
+    from rounds.agents.chat import tool_call_text, tool_calls_in_text
+
+    assert tool_calls_in_text(f"<tool_call>{body}</tool_call>") == []
+    call = {"function": {"name": "diagnose", "arguments": body}}
+    text = tool_call_text(call)
+    assert json.loads(text)["arguments"] == body  # left as text for the env to reject
