@@ -12,12 +12,11 @@ was wrong and the accepted forms.
 from __future__ import annotations
 
 import ast
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from rounds.actions import InvalidAction, command_line, split_reasoning
+from rounds.actions import InvalidAction, command_line, decode_json, split_reasoning
 
 VERBS = ("click", "type", "scroll", "back", "finish")
 ALIASES = {"tap": "click", "press": "click", "input": "type", "fill": "type", "done": "finish"}
@@ -102,19 +101,16 @@ def parse_action(text: str) -> GuiAction:
 
 def _from_json(body: str) -> GuiAction:
     try:
-        call = json.loads(body)
-    except (ValueError, RecursionError) as err:  # also integers too long to convert
-        raise InvalidAction(f"The tool call is not valid JSON ({err}). {USAGE}") from None
+        call = decode_json(body, "The tool call")
+    except InvalidAction as err:
+        raise InvalidAction(f"{err} {USAGE}") from None
     if isinstance(call, dict) and isinstance(call.get("function"), dict):
         call = call["function"]
     if not isinstance(call, dict) or not isinstance(call.get("name"), str):
         raise InvalidAction(f'A tool call must be an object with a "name". {USAGE}')
     arguments = call.get("arguments", {})
     if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
-        except (ValueError, RecursionError) as err:
-            raise InvalidAction(f"The tool call's arguments are not valid JSON ({err}).") from None
+        arguments = decode_json(arguments, "The tool call's arguments") if arguments.strip() else {}
     if not isinstance(arguments, dict):
         raise InvalidAction('A tool call\'s "arguments" must be an object, e.g. {"id": 3}.')
     return _build(call["name"], [], arguments)

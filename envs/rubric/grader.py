@@ -23,13 +23,14 @@ Two graders decide which criteria are met:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rounds.actions import InvalidAction, decode_json
 
 #: A conversation: ``{"role": "user" | "assistant" | "system", "content": text}`` messages.
 Conversation = Sequence[Mapping[str, str]]
@@ -245,8 +246,8 @@ def parse_verdict(reply: str) -> tuple[bool, str] | None:
     if start == -1 or end <= start:
         return None
     try:
-        value = json.loads(text[start : end + 1])
-    except json.JSONDecodeError:
+        value = decode_json(text[start : end + 1], "The judge's verdict")
+    except InvalidAction:
         return None
     if not isinstance(value, dict) or not isinstance(value.get("criteria_met"), bool):
         return None
