@@ -22,6 +22,7 @@ import os
 import posixpath
 import tarfile
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -123,6 +124,7 @@ def pack_files(files: Mapping[str, bytes], *, uid: int, gid: int) -> bytes:
     """A tar archive of ``files`` (relative path -> content) with their directories,
     owned by ``uid:gid``, ready to extract into a work tree."""
     buffer = io.BytesIO()
+    now = time.time()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         made: set[str] = set()
         for name in sorted(files):
@@ -136,10 +138,12 @@ def pack_files(files: Mapping[str, bytes], *, uid: int, gid: int) -> bytes:
                     made.add(folder)
                     info = tarfile.TarInfo(folder)
                     info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, uid, gid
+                    info.mtime = now
                     archive.addfile(info)
             data = files[name]
             info = tarfile.TarInfo(clean)
             info.size, info.mode, info.uid, info.gid = len(data), 0o644, uid, gid
+            info.mtime = now
             archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
@@ -166,7 +170,8 @@ IGNORED_PARTS = ("__pycache__", ".pytest_cache")
 
 
 def unified_diff(before: Mapping[str, bytes], after: Mapping[str, bytes]) -> str:
-    """A ``git diff``-style patch from ``before`` to ``after`` (relative path -> content).
+    """A ``git diff``-style patch from ``before`` to ``after`` (relative path -> content),
+    which ``git apply`` accepts.
 
     Files under :data:`IGNORED_PARTS` are left out; binary files (with a NUL byte or
     not UTF-8) get a ``Binary files ... differ`` line.
@@ -182,6 +187,10 @@ def unified_diff(before: Mapping[str, bytes], after: Mapping[str, bytes]) -> str
         a_name = f"a/{name}" if old is not None else "/dev/null"
         b_name = f"b/{name}" if new is not None else "/dev/null"
         header = f"diff --git a/{name} b/{name}\n"
+        if old is None:
+            header += "new file mode 100644\n"
+        elif new is None:
+            header += "deleted file mode 100644\n"
         if old_text is None or new_text is None:
             chunks.append(f"{header}Binary files {a_name} and {b_name} differ\n")
             continue

@@ -305,10 +305,11 @@ class SWEEnv(TextEnv):
         return self.sandbox
 
     def _tree_fingerprint(self) -> str:
-        """A digest of the work tree's file names, sizes and contents' mtimes."""
+        """A digest of the work tree's file names, sizes, and modification and change times
+        (the change time is the kernel's: no write can leave it as it was)."""
         listing = self._sandbox().exec(
             "find . -path ./.git -prune -o -name __pycache__ -prune -o -name .pytest_cache "
-            "-prune -o -type f -printf '%p %s %T@\\n' | sort | md5sum",
+            "-prune -o -type f -printf '%p %s %T@ %C@\\n' | sort | md5sum",
             timeout=20,
         )
         return listing.stdout.strip()
