@@ -453,6 +453,7 @@ async def go_to(pilot: Any, screen: EpisodeListScreen, position: int) -> None:
     assert highlighted_task(screen) == screen.view[position].task_id
 
 
+@pytest.mark.slow
 async def test_every_episode_of_a_large_run_is_reachable_by_keys(
     big_run: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -500,6 +501,7 @@ async def test_g_and_G_jump_to_the_ends_of_the_whole_list(big_run: tuple[Path, l
         assert screen.cursor > 0 and highlighted_task(screen) == task(screen.cursor)
 
 
+@pytest.mark.slow
 async def test_open_opens_the_episode_at_the_list_position(big_run: tuple[Path, list[str]]) -> None:
     run, ids = big_run
     app = ReplayApp(run)
@@ -520,6 +522,7 @@ async def test_open_opens_the_episode_at_the_list_position(big_run: tuple[Path, 
         assert isinstance(app.screen, EpisodeScreen) and app.screen.episode.id == ids[at]
 
 
+@pytest.mark.slow
 async def test_search_and_filter_cover_the_whole_list(big_run: tuple[Path, list[str]]) -> None:
     run, ids = big_run
     app = ReplayApp(run)
@@ -674,6 +677,7 @@ async def test_a_summary_with_values_that_are_not_numbers_is_shown_with_warnings
         assert "metric 'total_reward' is 'oops', not a number" in messages
 
 
+@pytest.mark.slow
 def test_replay_shows_rows_in_a_real_terminal_without_a_resize(
     big_run: tuple[Path, list[str]],
 ) -> None:
