@@ -41,10 +41,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+## Every benchmark: benchmarks/results.json and results.md (median of 3 runs, min and max).
 bench: install
-	$(BIN)/python benchmarks/env_step.py
-	$(BIN)/python benchmarks/patient_turn.py
-	$(BIN)/python benchmarks/gui_step.py
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info runs .pytest_cache .mypy_cache .ruff_cache
