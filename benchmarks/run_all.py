@@ -154,6 +154,10 @@ BENCHMARKS: dict[str, tuple[list[str], Callable[[str], Figures]]] = {
         ["eval_summary.py", "--shapes", "200x4,100000x1"],
         json_figures(r"(seconds|peak_rss_mib)$"),
     ),
+    "sandbox": (
+        ["sandbox.py", "--commands", "200", "--resets", "50", "--episodes", "5", "--json"],
+        json_figures(r"(median_ms|p99_ms|episode_s)$"),
+    ),
 }
 
 
