@@ -36,13 +36,14 @@ LABEL = "rounds"
 #: (an environment variable, so no quoting can break out). ``timeout`` signals the
 #: command's whole process group, then kills it a second later; ``kill -9 -1`` then
 #: removes every process of the sandbox user the command left behind (``setsid``
-#: escapees, ``nohup``), except this shell. ``ROUNDS_LIMITS`` may hold ``ulimit``
-#: settings (the process backend's rlimits).
+#: escapees, ``nohup``), except this shell, unless ``ROUNDS_NO_SWEEP`` is set (the
+#: docker command server sweeps itself). ``ROUNDS_LIMITS`` may hold ``ulimit`` settings
+#: (the process backend's rlimits).
 WRAPPER = r"""
 eval "$ROUNDS_LIMITS"
 timeout -k 1 "$ROUNDS_TIMEOUT" bash -c "$ROUNDS_CMD" </dev/null
 rc=$?
-kill -9 -1 2>/dev/null
+[ -n "$ROUNDS_NO_SWEEP" ] || kill -9 -1 2>/dev/null
 exit $rc
 """
 

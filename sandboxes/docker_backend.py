@@ -16,6 +16,7 @@ after a crash by ``rounds sandbox prune`` (:func:`prune`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import select
 import struct
@@ -40,6 +41,7 @@ from rounds.sandboxes.base import (
     unpack_files,
     untrack,
 )
+from rounds.sandboxes.command_server import CommandChannel
 
 if TYPE_CHECKING:
     import docker
@@ -115,6 +117,7 @@ class DockerSandbox(Sandbox):
         self._client = client
         self._container: Container | None = None
         self._volume_name: str | None = None
+        self._channel: CommandChannel | None = None
         self._lock = threading.RLock()
         self.name = f"rounds-{uuid.uuid4().hex[:12]}"
 
@@ -215,6 +218,9 @@ class DockerSandbox(Sandbox):
     def close(self) -> None:
         with self._lock:
             container, self._container = self._container, None
+            if self._channel is not None:
+                self._channel.close()
+                self._channel = None
             volume, self._volume_name = self._volume_name, None
             client = self._client
             if client is None:
@@ -231,6 +237,60 @@ class DockerSandbox(Sandbox):
     # ------------------------------------------------------------ commands
 
     def _exec(self, command: str, timeout: float) -> ExecResult:
+        """Run through the command server when it runs, else with ``docker exec``."""
+        with self._lock:
+            channel = self._command_channel()
+            if channel is None:
+                return self._exec_direct(command, timeout)
+            started = time.monotonic()
+            result = channel.run(command, timeout, self.limits.output_bytes, WRAPPER)
+            if result is None:  # the command ended the server (or the container)
+                self._channel = None
+                self._kill_processes()
+                return ExecResult(
+                    exit_code=137,
+                    stdout="",
+                    stderr="The command killed the sandbox's command runner (and was stopped); "
+                    "the sandbox still works.",
+                    duration_s=time.monotonic() - started,
+                    timed_out=time.monotonic() - started >= timeout,
+                )
+            if result.exit_code == TIMEOUT_EXIT and result.duration_s >= timeout * 0.95:
+                result = dataclasses.replace(result, timed_out=True)
+            return result
+
+    def _command_channel(self) -> CommandChannel | None:
+        """The running command server, started on first use; None when it cannot start."""
+        if self._channel is not None and self._channel.alive:
+            return self._channel
+        try:
+            self._channel = CommandChannel(
+                self._api(),
+                self._require().id or "",
+                user=COMMAND_USER,
+                workdir=self.workdir,
+                environment={},
+            )
+        except Exception:  # e.g. no process can start at the pids limit: use docker exec
+            self._channel = None
+        return self._channel
+
+    def _kill_processes(self) -> None:
+        """Kill every process of the command user (the command server too)."""
+        container = self._require()
+        self._channel = None
+        try:
+            result = container.exec_run(["bash", "-c", "kill -9 -1"], user=COMMAND_USER)
+            if result.exit_code in (0, 1):
+                return
+        except Exception:
+            pass
+        files = self.files()
+        container.restart(timeout=0)
+        self._put(files)
+
+    def _exec_direct(self, command: str, timeout: float) -> ExecResult:
+        """One ``docker exec`` per command: the path when the command server cannot run."""
         with self._lock:
             container = self._require()
             api = self._api()
@@ -285,6 +345,7 @@ class DockerSandbox(Sandbox):
         the pids limit), the container is restarted with its work tree kept.
         """
         container = self._require()
+        self._channel = None  # the kill below ends the command server too
         killed = threading.Event()
 
         def kill() -> None:
@@ -355,13 +416,13 @@ class DockerSandbox(Sandbox):
     def _restore(self, files: Mapping[str, bytes]) -> None:
         with self._lock:
             container = self._require()
-            clear = f"kill -9 -1 2>/dev/null; find {self.workdir} -mindepth 1 -delete"
-            try:
-                result = container.exec_run(["bash", "-c", clear], user=COMMAND_USER)
-                failed = result.exit_code != 0
+            clear = f"find {self.workdir} -mindepth 1 -delete"
+            try:  # the command runner kills every other process after each command
+                failed = self._exec(clear, 60.0).exit_code != 0
             except Exception:
                 failed = True
             if failed:  # no process could start (pids limit): a restart empties everything
+                self._channel = None
                 container.restart(timeout=0)
                 container.exec_run(["bash", "-c", clear], user=COMMAND_USER)
             self._put(files)
