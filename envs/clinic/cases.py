@@ -90,6 +90,7 @@ def sample_value(
     sex: Sex,
     rng: np.random.Generator,
     within: tuple[float | None, float | None] | None = None,
+    bounds: tuple[float, float] | None = None,
 ) -> float:
     """A value of ``feature`` inside ``level``'s range (and ``within``), on the feature's grid.
 
@@ -98,7 +99,7 @@ def sample_value(
     the middle; wide abnormal ranges (a factor of 4 or more, e.g. troponin
     101-10000 ng/L) are sampled log-uniformly, narrower ones uniformly.
     """
-    low, high = feature.level_bounds(sex)[level]
+    low, high = bounds if bounds is not None else feature.level_bounds(sex)[level]
     if within is not None:
         inner_low = low if within[0] is None else max(low, within[0])
         inner_high = high if within[1] is None else min(high, within[1])
@@ -147,12 +148,19 @@ def sample_case(kb: KnowledgeBase, note_id: str, *, disease_id: str | None = Non
     sex: Sex = "female" if level_of("sex") == "female" else "male"
     complaint = level_of("complaint")
     own = set(p.complaint_symptoms.get(complaint, ()))
-    symptoms = {}
-    for name, item in p.symptoms.items():
-        level = level_of(f"symptoms.{name}", complaint)
-        if name not in own and item.sex in (None, sex):
-            symptoms[name] = level
-    history = {name: level_of(f"history.{name}") for name in p.history}
+    reported = _draw_reports(kb.report_cumulative("symptoms", complaint)[:, d, :], rng)
+    symptoms = {
+        name: level
+        for (name, item), level in zip(p.symptoms.items(), reported, strict=True)
+        if name not in own and item.sex in (None, sex)
+    }
+    history = dict(
+        zip(
+            p.history,
+            _draw_reports(kb.report_cumulative("history", None)[:, d, :], rng),
+            strict=True,
+        )
+    )
     state, noise = sample_state(kb, disease.id, sex, rng)
     return Case(
         note_id,
@@ -169,6 +177,16 @@ def sample_case(kb: KnowledgeBase, note_id: str, *, disease_id: str | None = Non
     )
 
 
+REPORT_LEVELS = ("present", "denied", "unmentioned")
+
+
+def _draw_reports(cumulative: np.ndarray, rng: np.random.Generator) -> list[str]:
+    """One report level per item from its ``(items, 3)`` cumulative probabilities."""
+    u = rng.random(len(cumulative)) * cumulative[:, -1]
+    drawn = np.minimum((cumulative <= u[:, None]).sum(axis=1), 2)
+    return [REPORT_LEVELS[int(i)] for i in drawn]
+
+
 def sample_state(
     kb: KnowledgeBase, disease_id: str, sex: Sex, rng: np.random.Generator
 ) -> tuple[dict[str, Latent], dict[str, tuple[float, float]]]:
@@ -180,10 +198,13 @@ def sample_state(
     """
     d = kb.disease_index[disease_id]
     disease = kb.diseases[d]
-    levels: dict[str, str] = {}
-    for key, u in zip(kb.latent_keys, rng.random(len(kb.latent_keys)), strict=True):
-        table = kb.tables[key]
-        levels[key] = table.levels[_draw(table.cumulative[d], float(u))]
+    cumulative = kb.latent_cumulative[:, d, :]
+    totals = cumulative[np.arange(len(kb.latent_keys)), kb.latent_level_counts - 1]
+    u = rng.random(len(kb.latent_keys)) * totals
+    drawn = np.minimum((cumulative <= u[:, None]).sum(axis=1), kb.latent_level_counts - 1)
+    levels = {
+        key: kb.tables[key].levels[int(i)] for key, i in zip(kb.latent_keys, drawn, strict=True)
+    }
     derived_criteria = {
         k: v
         for k, v in disease.criteria.items()
@@ -203,6 +224,7 @@ def sample_state(
                     sex,
                     rng,
                     None if isinstance(criterion, list) else criterion,
+                    kb.level_bounds(key, sex)[levels[key]],
                 )
                 if isinstance(feature, NumericFeature)
                 else None

@@ -22,6 +22,7 @@ from rounds.envs.clinic.world_model import (
     LookupWorldModel,
     WorldModel,
 )
+from rounds.snapshots import restore_state, snapshot_state
 from rounds.stats import harmonic_mean
 from rounds.text_env import EpisodeEnd, ScriptedPolicy, StepResult, TextEnv
 
@@ -292,6 +293,34 @@ class DiagGymEnv(TextEnv):
 
     def task_ids(self, split: str | None = None) -> Sequence[str]:
         return self.source.task_ids(split or self.split)
+
+    # ------------------------------------------------------------- snapshots
+
+    #: The attributes that make up an episode's state (knowledge base, matchers, case source
+    #: and world model are shared and read-only).
+    _EPISODE_STATE = (
+        "patient",
+        "ordered",
+        "exam_turns",
+        "hits",
+        "total_cost",
+        "diagnosis",
+        "reference",
+        "posterior",
+        "move",
+        "exams_given",
+        "_results",
+        "_record_by_exam",
+        "_record_names",
+    )
+
+    def snapshot(self) -> dict[str, Any]:
+        """An exact copy of the episode's state; :meth:`restore` it to replay byte for byte."""
+        return snapshot_state(self, self._EPISODE_STATE, shared=[self.kb])
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Return to a :meth:`snapshot` (of this env or one built with the same arguments)."""
+        restore_state(self, snapshot, self._EPISODE_STATE, shared=[self.kb])
 
     def scripted_policies(self) -> dict[str, ScriptedPolicy]:
         from rounds.envs.clinic.baselines import bayes_policy, random_policy, reference_policy

@@ -45,6 +45,9 @@ KNOWLEDGE_DIR = Path(__file__).with_name("knowledge")
 
 #: Minimum probability of any level of an exam or presentation finding.
 FINDING_FLOOR = 0.01
+#: Minimum probability that a symptom or history item is present (or absent): rare
+#: symptoms stay rare in unrelated diagnoses, so case summaries read naturally.
+REPORT_FLOOR = 0.002
 
 LEVEL_ORDER = ("very_low", "low", "normal", "high", "very_high")
 FLAGS = {"very_low": "LL", "low": "L", "normal": "", "high": "H", "very_high": "HH"}
@@ -529,7 +532,7 @@ class KnowledgeBase:
                     given = disease.findings.get(key, background)
                     if not isinstance(given, float | int):
                         raise ValueError(f"{disease.id}: {key} takes a probability")
-                    present.append(min(max(float(given), FINDING_FLOOR), 1.0 - FINDING_FLOOR))
+                    present.append(min(max(float(given), REPORT_FLOOR), 1.0 - REPORT_FLOOR))
                 self.present_probability[key] = np.array(present)
                 self.tables[key] = self._report_table(key, q)
         for complaint, negatives in presentation.pertinent_negatives.items():
@@ -569,6 +572,17 @@ class KnowledgeBase:
             np.array([[d.female, 1.0 - d.female] for d in self.diseases]),
         )
         assert all(t.probs.shape[0] == n for t in self.tables.values())
+        # All latent variables' cumulative tables in one padded array, to draw a state at once.
+        width = max(len(self.tables[k].levels) for k in self.latent_keys)
+        stacked = np.ones((len(self.latent_keys), n, width))
+        for i, key in enumerate(self.latent_keys):
+            cumulative = self.tables[key].cumulative
+            stacked[i, :, : cumulative.shape[1]] = cumulative
+            stacked[i, :, cumulative.shape[1] :] = cumulative[:, -1:] + 1.0
+        self.latent_cumulative = stacked
+        self.latent_level_counts = np.array([len(self.tables[k].levels) for k in self.latent_keys])
+        self._bounds: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
+        self._reports: dict[tuple[str, str | None], np.ndarray] = {}
 
     def _report_table(self, key: str, denial_rate: float) -> FeatureTable:
         """``P(present / denied / unmentioned | d)`` of a symptom or history item.
@@ -585,6 +599,15 @@ class KnowledgeBase:
 
     # -------------------------------------------------------------- queries
 
+    def report_cumulative(self, group: str, complaint: str | None) -> np.ndarray:
+        """Cumulative report tables of every symptom or history item, ``(items, diagnoses, 3)``."""
+        cached = self._reports.get((group, complaint))
+        if cached is None:
+            names = getattr(self.presentation, group)
+            cached = np.stack([self.table(f"{group}.{n}", complaint).cumulative for n in names])
+            self._reports[(group, complaint)] = cached
+        return cached
+
     def table(self, key: str, complaint: str | None = None) -> FeatureTable:
         """The table of ``key``; a symptom's depends on the complaint (its pertinent negatives)."""
         if complaint is not None:
@@ -592,6 +615,15 @@ class KnowledgeBase:
             if pertinent is not None:
                 return pertinent
         return self.tables[key]
+
+    def level_bounds(self, key: str, sex: Sex) -> dict[str, tuple[float, float]]:
+        """``NumericFeature.level_bounds`` of feature ``key``, computed once."""
+        cached = self._bounds.get((key, sex))
+        if cached is None:
+            feature = self.features[key]
+            assert isinstance(feature, NumericFeature)
+            cached = self._bounds[(key, sex)] = feature.level_bounds(sex)
+        return cached
 
     def disease(self, disease_id: str) -> Disease:
         return self.diseases[self.disease_index[disease_id]]
