@@ -499,8 +499,9 @@ def labelled_containers(client: docker.DockerClient | None = None) -> list[str]:
     return [c.id for c in client.containers.list(all=True, filters={"label": LABEL}) if c.id]
 
 
-def prune(client: docker.DockerClient | None = None) -> tuple[int, int]:
-    """Remove every `rounds`-labelled container and volume (after a crash).
+def prune(client: docker.DockerClient | None = None, *, pid: int | None = None) -> tuple[int, int]:
+    """Remove every `rounds`-labelled container and volume (after a crash); with ``pid``,
+    only those made by that process.
 
     Returns:
         ``(containers removed, volumes removed)``.
@@ -508,11 +509,12 @@ def prune(client: docker.DockerClient | None = None) -> tuple[int, int]:
     import docker.errors
 
     client = client or docker_client()
-    containers = client.containers.list(all=True, filters={"label": LABEL})
+    label = LABEL if pid is None else f"{LABEL}.pid={pid}"
+    containers = client.containers.list(all=True, filters={"label": label})
     for container in containers:
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
-    volumes = client.volumes.list(filters={"label": LABEL})
+    volumes = client.volumes.list(filters={"label": label})
     for volume in volumes:
         _remove_volume(client, str(volume.name))
     return len(containers), len(volumes)

@@ -312,7 +312,7 @@ def test_prune_removes_what_a_crash_left_behind() -> None:
     child.wait(30)
     containers, _ = _labelled()
     assert container in containers
-    removed_containers, removed_volumes = prune()
-    assert removed_containers >= 1 and removed_volumes >= 1
+    # Only the crashed child's: other runs on this machine may hold live sandboxes.
+    assert prune(pid=child.pid) == (1, 1)
     containers, volumes = _labelled()
     assert container not in containers
