@@ -22,5 +22,6 @@ class ScriptedAgent(BaseAgent):
                 f"it has: {', '.join(policies) or 'none'}"
             )
         start = time.perf_counter()
-        text = policies[self.name](chat.env, chat.rng)
+        # In the env's choice action mode, the number of the command (TextEnv.present_action).
+        text = chat.env.present_action(policies[self.name](chat.env, chat.rng))
         return Action(text=text, latency_s=time.perf_counter() - start)

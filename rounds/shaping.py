@@ -11,15 +11,24 @@ re-running them. Each formula is a small pure function below, and
   channel is zeroed if any higher-priority channel scores below its threshold.
 - Potential-based shaping: ``F_t = γ Φ(s_{t+1}) − Φ(s_t)``, with ``Φ = 0`` at a
   terminal state, which leaves the optimal policy unchanged (Ng et al., 1999).
+- Bounded process rewards (Gao et al., 2024): Clip ``min(r_t − η, 0)`` and Delta
+  ``r_t − r_{t+1}``, so that repeating a rewarded step cannot pay.
+- Prover progress (Rewarding Progress, Setlur et al., 2024): ``A_t = Q^μ(s_t, a_t) −
+  V^μ(s_t)`` from a prover's rollouts out of env snapshots (:func:`prover_progress`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from rounds.records import Episode
+
+if TYPE_CHECKING:
+    from rounds.text_env import ScriptedPolicy, TextEnv
 
 
 def weighted_reward(components: Mapping[str, float], weights: Mapping[str, float]) -> float:
@@ -61,6 +70,27 @@ def priority_gates(scores: Sequence[float], thresholds: Sequence[float | None]) 
         if threshold is not None and score < threshold:
             is_open = False
     return gates
+
+
+def clip_process_rewards(rewards: Sequence[float], eta: float = 0.0) -> list[float]:
+    """Clip mechanism for process rewards: ``r~_t = min(r_t − η, 0)``.
+
+    From Gao et al. (2024), "On Designing Effective RL Reward at Training Time for LLM
+    Reasoning": with every step's reward at most 0, the sum over a trajectory is bounded
+    above, so a policy cannot earn more by repeating a rewarded step (or by adding steps).
+    """
+    return [min(float(r) - eta, 0.0) for r in rewards]
+
+
+def delta_process_rewards(rewards: Sequence[float]) -> list[float]:
+    """Delta mechanism for process rewards: ``r~_t = r_t − r_{t+1}`` (``t < T−1``), ``r~_{T−1} = r_{T−1}``.
+
+    From the same paper: the return from any step telescopes to that step's own reward,
+    ``Σ_{k≥t} r~_k = r_t``, so the total is bounded by one step's reward however many
+    rewarded steps the trajectory repeats.
+    """
+    values = [float(r) for r in rewards]
+    return [values[t] - values[t + 1] for t in range(len(values) - 1)] + values[-1:]
 
 
 def potential_shaping(
@@ -132,6 +162,14 @@ class RewardShaping(BaseModel):
     )
     potential_gamma: float = Field(default=1.0, description="γ of the potential-based term.")
     potential_weight: float = Field(default=1.0, description="Weight of the potential-based term.")
+    process_bound: Literal["clip", "delta"] | None = Field(
+        default=None,
+        description=(
+            "Bound the turn (process) rewards so repeating a rewarded step cannot pay: clip "
+            "(min(r − η, 0)) or delta (r_t − r_{t+1}); None leaves them as they are."
+        ),
+    )
+    process_clip_eta: float = Field(default=0.0, description="η of the clip mechanism.")
 
     def episode_weights(self, episode: Episode) -> dict[str, float]:
         """The env's recorded default weights, overridden by :attr:`weights`."""
@@ -175,6 +213,10 @@ class RewardShaping(BaseModel):
             turn_rewards = [channel_reward(t.reward_components, turn_names) for t in episode.turns]
             if self.gate_threshold is not None:
                 turn_rewards, _ = gated_accumulate(turn_rewards, outcome, self.gate_threshold)
+        if self.process_bound == "clip":
+            turn_rewards = clip_process_rewards(turn_rewards, self.process_clip_eta)
+        elif self.process_bound == "delta":
+            turn_rewards = delta_process_rewards(turn_rewards)
         if self.potential_key is not None:
             reset_info = episode.meta.get("reset_info") or {}
             potentials = [float(reset_info.get(self.potential_key, 0.0))]
@@ -188,3 +230,117 @@ class RewardShaping(BaseModel):
         return ShapedEpisode(
             outcome=outcome, turn_rewards=turn_rewards, total=outcome + sum(turn_rewards)
         )
+
+
+# ---------------------------------------------------------------------------- prover progress
+
+
+def noisy_prover(prover: ScriptedPolicy, epsilon: float) -> ScriptedPolicy:
+    """``prover`` that takes a uniformly random admissible command with probability ε.
+
+    Rewarding Progress (Setlur et al., 2024) finds that a prover must be neither too
+    strong nor too weak: one that almost always succeeds makes ``Q`` and ``V`` nearly
+    equal, so the progress it measures is close to zero. ε tunes the strength of a
+    scripted (privileged) policy; an env that cannot list its commands keeps the prover's.
+    """
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+
+    def act(env: TextEnv, rng: np.random.Generator) -> str:
+        if epsilon > 0 and rng.random() < epsilon:
+            commands = env.admissible_commands()
+            if commands:
+                return str(commands[int(rng.integers(len(commands)))])
+        return prover(env, rng)
+
+    return act
+
+
+def prover_value(
+    env: Any, prover: ScriptedPolicy, *, rollouts: int, rng: np.random.Generator
+) -> float:
+    """``V^μ(s)``: the prover's mean outcome over ``rollouts`` rollouts from ``env``'s current
+    state (restored from one snapshot before each), which must be inside an episode."""
+    if env.episode_ended:
+        raise ValueError("prover_value needs a state inside an episode, not an ended one")
+    start = env.snapshot()
+    total = 0.0
+    for _ in range(rollouts):
+        env.restore(start)
+        outcome = 0.0
+        while not env.episode_ended:
+            _, _, _, _, info = env.step(prover(env, rng))
+            outcome = float(info.get("outcome", 0.0))
+        total += outcome
+    env.restore(start)
+    return total / rollouts
+
+
+def prover_progress(
+    env_factory: Callable[[], Any],
+    prover: ScriptedPolicy | str,
+    episode: Episode,
+    *,
+    rollouts: int = 4,
+    epsilon: float = 0.0,
+    seed: int = 0,
+) -> list[float]:
+    """Per-turn progress ``A_t = Q^μ(s_t, a_t) − V^μ(s_t)`` of a recorded episode under a prover μ.
+
+    Rewarding Progress (Setlur et al., 2024, "Rewarding Progress: Scaling Automated
+    Process Verifiers for LLM Reasoning") and MRT: an action's process reward is the
+    change in a prover policy's chance of success. The episode is replayed in a fresh env
+    (same seed, task and actions; the env must be deterministic given them); at each state
+    the env is snapshotted and the prover rolled out ``rollouts`` times. The envs'
+    transitions are deterministic given the action, so ``Q^μ(s_t, a_t) = V^μ(s_{t+1})`` and
+    ``T + 1`` value estimates serve ``T`` turns; the state after the last turn is worth the
+    episode's outcome. Cost: ``rollouts · (T + 1)`` prover rollouts per episode (fewer at the
+    end), each at most the turns left.
+
+    Args:
+        env_factory: builds an env of the episode's env id and settings (wrapped or not).
+        prover: a scripted policy ``(env, rng) -> action`` or the name of one of the env's.
+        episode: the recorded episode (``task_id``, ``seed`` and each turn's ``action``).
+        rollouts: prover rollouts per state (``k``).
+        epsilon: the prover's chance of a random admissible command (:func:`noisy_prover`).
+        seed: seeds the prover's randomness (with the turn index).
+
+    Raises:
+        ValueError: the env has no snapshots or the replay does not reproduce the record.
+    """
+    if rollouts < 1:
+        raise ValueError(f"rollouts must be at least 1, got {rollouts}")
+    wrapped = env_factory()
+    env = wrapped.unwrapped
+    try:
+        if not (hasattr(env, "snapshot") and hasattr(env, "restore")):
+            raise ValueError(
+                f"{type(env).__name__} has no snapshot()/restore(), which prover rollouts need"
+            )
+        policy = env.scripted_policies()[prover] if isinstance(prover, str) else prover
+        policy = noisy_prover(policy, epsilon)
+        options = {"task_id": episode.task_id} if episode.task_id is not None else None
+        observation, _ = env.reset(seed=episode.seed, options=options)
+        values = [prover_value(env, policy, rollouts=rollouts, rng=_rng(seed, 0))]
+        for t, turn in enumerate(episode.turns):
+            if env.episode_ended:
+                break
+            if observation != turn.observation:
+                raise ValueError(
+                    f"replaying episode {episode.id} in {type(env).__name__} gave another "
+                    f"observation at turn {t}: the env is not deterministic given seed, task "
+                    "and actions, so prover rollouts cannot start from its states"
+                )
+            observation, _, _, _, info = env.step(turn.action)
+            if env.episode_ended:
+                values.append(float(info.get("outcome", 0.0)))
+            else:
+                values.append(prover_value(env, policy, rollouts=rollouts, rng=_rng(seed, t + 1)))
+    finally:
+        wrapped.close()
+    progress = [values[t + 1] - values[t] for t in range(len(values) - 1)]
+    return progress + [0.0] * (len(episode.turns) - len(progress))
+
+
+def _rng(seed: int, turn: int) -> np.random.Generator:
+    return np.random.default_rng([seed, turn])

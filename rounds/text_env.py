@@ -10,6 +10,7 @@ to begin it, how to act on a cleaned command, and how to score its end.
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,10 @@ from gymnasium.error import ResetNeeded
 from rounds.actions import InvalidAction, clean_text
 from rounds.shaping import weighted_reward
 from rounds.spaces import TextSpace
+
+#: How an agent may answer: free text, or the number of a listed admissible command.
+ACTION_MODES = ("text", "choice")
+_NUMBER = re.compile(r"\s*(\d{1,6})\s*\.?\s*")
 
 #: A baseline policy that acts from the env's true state: ``policy(env, rng) -> action text``.
 ScriptedPolicy = Callable[["TextEnv", np.random.Generator], str]
@@ -63,6 +68,11 @@ class TextEnv(gym.Env[str, str]):
         max_action_chars: longer actions are rejected as invalid.
         max_observation_chars: longer observations are clipped.
         render_mode: ``"ansi"`` (return the last observation) or ``"human"`` (print it).
+        action_mode: ``"text"`` (the agent writes a command) or ``"choice"``: every
+            observation ends with the numbered admissible commands and the agent may answer
+            with a number (other text is still read as a command). Offered by any env that
+            lists its commands (:meth:`admissible_commands`); it lets a small model act
+            validly from the first step, so RL has a signal to learn from.
     """
 
     # Gymnasium declares `metadata` as an instance attribute, so no ClassVar here.
@@ -97,6 +107,7 @@ class TextEnv(gym.Env[str, str]):
         max_action_chars: int = 16_384,
         max_observation_chars: int = 65_536,
         render_mode: str | None = None,
+        action_mode: str = "text",
     ) -> None:
         if max_turns < 1:
             raise ValueError(f"max_turns must be at least 1, got {max_turns}")
@@ -105,6 +116,15 @@ class TextEnv(gym.Env[str, str]):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"unknown render_mode {render_mode!r}; choose one of {self.metadata['render_modes']}"
+            )
+        if action_mode not in ACTION_MODES:
+            raise ValueError(
+                f"unknown action_mode {action_mode!r}; choose one of {', '.join(ACTION_MODES)}"
+            )
+        if action_mode == "choice" and type(self).admissible_commands is TextEnv.admissible_commands:
+            raise ValueError(
+                f"{type(self).__name__} lists no admissible commands, so it has no choice "
+                "action mode; use action_mode='text'"
             )
         unknown = set(reward_weights or {}) - set(self.reward_component_names)
         if unknown:
@@ -121,6 +141,9 @@ class TextEnv(gym.Env[str, str]):
         self.invalid_action_penalty = invalid_action_penalty
         self.max_action_chars = max_action_chars
         self.render_mode = render_mode
+        self.action_mode = action_mode
+        #: The numbered commands of the last observation (choice mode).
+        self.choices: list[str] = []
         self.max_observation_chars = max_observation_chars
         self.observation_space = TextSpace(max_observation_chars)
         self.action_space = TextSpace(max_action_chars)
@@ -181,6 +204,40 @@ class TextEnv(gym.Env[str, str]):
         """Text appended to every invalid-action observation, e.g. a few valid commands."""
         return ""
 
+    def admissible_commands(self) -> list[str] | None:
+        """Every valid command in the current state, or None where the env cannot list them
+        (then it has no ``choice`` action mode)."""
+        return None
+
+    def present_action(self, command: str) -> str:
+        """``command`` as an agent of this action mode writes it: its number in choice mode
+        (when listed), else the command itself. Scripted baselines answer through it, so a
+        policy cloned from them learns the action format the env offers."""
+        if self.action_mode == "choice" and command in self.choices:
+            return str(self.choices.index(command) + 1)
+        return command
+
+    def _list_choices(self, observation: str) -> str:
+        """Choice mode: number the admissible commands under the observation."""
+        if self.action_mode != "choice" or self._done:
+            self.choices = []
+            return observation
+        self.choices = list(self.admissible_commands() or [])
+        listing = "\n".join(f"{n}. {c}" for n, c in enumerate(self.choices, start=1))
+        return f"{observation}\n\nCommands:\n{listing}\nReply with the number of one command."
+
+    def _chosen(self, text: str) -> str:
+        """Choice mode: the command a reply's number selects (other text is a command)."""
+        match = _NUMBER.fullmatch(text)
+        if self.action_mode != "choice" or match is None:
+            return text
+        number = int(match.group(1))
+        if not 1 <= number <= len(self.choices):
+            raise InvalidAction(
+                f"There is no command {number}; reply with a number from 1 to {len(self.choices)}."
+            )
+        return self.choices[number - 1]
+
     def _turn_info(self) -> dict[str, Any]:
         """Info entries every step returns (e.g. ``admissible_commands``)."""
         return {}
@@ -206,7 +263,7 @@ class TextEnv(gym.Env[str, str]):
         self.turn = 0
         self._started = True
         self._done = False
-        observation = self._clip(observation)
+        observation = self._clip(self._list_choices(observation))
         self._last_observation = observation
         return observation, {"task_id": task_id, **info, **self._turn_info()}
 
@@ -220,7 +277,7 @@ class TextEnv(gym.Env[str, str]):
             return message, 0.0, True, False, {"invalid_action": True, "reward_components": zeros}
         self.turn += 1
         try:
-            result = self._act(clean_text(action, self.max_action_chars))
+            result = self._act(self._chosen(clean_text(action, self.max_action_chars)))
         except InvalidAction as err:
             result = self.reject(str(err))
         components = dict.fromkeys(self.reward_component_names, 0.0)
@@ -242,7 +299,7 @@ class TextEnv(gym.Env[str, str]):
             info["metrics"] = dict(end.metrics)
         info["reward_components"] = components
         info.update(self._turn_info())
-        observation = self._clip(observation)
+        observation = self._clip(self._list_choices(observation))
         self._last_observation = observation
         reward = weighted_reward(components, self.reward_weights)
         if self.render_mode == "human":

@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rounds.shaping import RewardShaping
 from rounds.storage import read_yaml
+from rounds.trainers.curriculum import Curriculum
+from rounds.trainers.likelihood import LikelihoodRewards
+from rounds.trainers.prover import ProverProgress
 
 
 class LoRAConfig(BaseModel):
@@ -163,6 +166,20 @@ class GRPOConfig(BaseModel):
     )
     filter_zero_variance: bool = Field(
         default=False, description="Drop groups whose returns are all equal."
+    )
+    prover_progress: ProverProgress | None = Field(
+        default=None,
+        description="Turn reward from a scripted prover's rollouts out of env snapshots (Rewarding Progress).",
+    )
+    likelihood: LikelihoodRewards | None = Field(
+        default=None, description="RLPR and SAR rewards from the policy's own likelihoods."
+    )
+    curriculum: Curriculum | None = Field(
+        default=None, description="Sample tasks by their recent pass rate (skip saturated ones)."
+    )
+    eval_at_start: bool = Field(
+        default=False,
+        description="Also evaluate before the first GRPO step (after any warm start), as step 0.",
     )
 
     # --- optimisation

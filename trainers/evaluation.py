@@ -62,6 +62,12 @@ def evaluation_metrics(
     }
     if "eval/success" not in result and episodes:
         result["eval/success"] = sum(float(e.success) for e in episodes) / len(episodes)
+    success = summary.get("metrics", {}).get("success")
+    if success is not None:  # its interval, for a run's before -> after (rounds.trainers.curves)
+        for bound in ("low", "high"):
+            if success.get(bound) is not None:
+                result[f"eval/success_{bound}"] = float(success[bound])
+    result["eval/episodes"] = float(len(episodes))
     for k, interval in summary.get("pass_at_k", {}).items():
         result[f"eval/pass@{k}"] = float(interval["value"])
     if "answer_entropy" in summary:

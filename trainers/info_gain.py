@@ -43,13 +43,31 @@ def answer_logprobs(
     temperature: float = 1.0,
     batch_size: int = 16,
 ) -> list[float]:
-    """Mean log-prob of ``answer_ids`` after each context (one no-grad forward per batch).
+    """Mean log-prob of ``answer_ids`` after each context (see :func:`answer_token_logprobs`)."""
+    rows = answer_token_logprobs(
+        model, contexts, answer_ids, pad_id=pad_id, temperature=temperature, batch_size=batch_size
+    )
+    return [sum(row) / len(row) for row in rows]
+
+
+def answer_token_logprobs(
+    model: Any,
+    contexts: Sequence[list[int]],
+    answer_ids: list[int],
+    *,
+    pad_id: int,
+    temperature: float = 1.0,
+    batch_size: int = 16,
+) -> list[list[float]]:
+    """Per-token log-probs of ``answer_ids`` teacher-forced after each context: the trainer's
+    one teacher-forcing scorer (IGPO's gain, RLPR and SAR all read it). One no-grad forward
+    per batch.
 
     Rows are left-padded (with explicit position ids) so every answer ends the row, and
     logits are computed only at the answer's positions (``logits_to_keep``): a long
     context costs its forward pass, not a full-vocabulary tensor per position.
     """
-    results: list[float] = []
+    results: list[list[float]] = []
     device = next(model.parameters()).device
     n = len(answer_ids)
     targets = torch.tensor(answer_ids, device=device)
@@ -76,7 +94,7 @@ def answer_logprobs(
         # The logits before each answer token: positions width-n-1 .. width-2.
         log_probs = torch.log_softmax(logits[:, :n].float() / temperature, dim=-1)
         chosen = log_probs.gather(-1, targets.expand(len(chunk), n)[..., None]).squeeze(-1)
-        results += [float(row.mean()) for row in chosen]
+        results += [[float(v) for v in row] for row in chosen]
     return results
 
 

@@ -23,12 +23,19 @@ def step_seed(*parts: object) -> int:
 
 
 def step_episodes(
-    config: GRPOConfig, task_ids: Sequence[str], step: int
+    config: GRPOConfig,
+    task_ids: Sequence[str],
+    step: int,
+    *,
+    weights: np.ndarray | None = None,
 ) -> tuple[list[EpisodeSpec], int]:
-    """The step's episodes (``group``/``member`` in their meta) and the generation seed."""
+    """The step's episodes (``group``/``member`` in their meta) and the generation seed;
+    ``weights`` (a curriculum's sampling probabilities over ``task_ids``) bias the draw."""
     rng = np.random.default_rng([config.seed, step])
-    count = len(task_ids)
-    picks = rng.choice(count, size=config.tasks_per_step, replace=count < config.tasks_per_step)
+    count = len(task_ids) if weights is None else int(np.count_nonzero(weights))
+    picks = rng.choice(
+        len(task_ids), size=config.tasks_per_step, replace=count < config.tasks_per_step, p=weights
+    )
     specs = [
         EpisodeSpec(
             task_id=str(task_ids[int(task)]),

@@ -36,15 +36,18 @@ from rounds.agents.recording import unwrap_text_env
 from rounds.agents.registry import make_agent
 from rounds.distributed.workers import EnvWorkers
 from rounds.registration import make
-from rounds.storage import RunDir
+from rounds.storage import RunDir, read_episodes
 from rounds.trainers.advantages import group_advantages
 from rounds.trainers.checkpoint import latest_checkpoint, read_state, save_checkpoint, trim_after
 from rounds.trainers.config import GRPOConfig
+from rounds.trainers.curriculum import PassRateCurriculum
 from rounds.trainers.evaluation import config_env_kwargs, evaluation_metrics, plan_evaluation
+from rounds.trainers.likelihood import StdFilter, add_likelihood_rewards
 from rounds.trainers.loss import ppo_clip_loss, token_logprobs
 from rounds.trainers.metrics import MetricTrackers, require_trackers, step_metrics
 from rounds.trainers.policy import autocast_dtype, load_policy, resolve_device
 from rounds.trainers.progress import TrainingProgress
+from rounds.trainers.prover import add_prover_progress
 from rounds.trainers.resume import check_resume
 from rounds.trainers.rollout import group_by_task, step_episodes
 from rounds.trainers.scoring import Scored, add_information_gain, shape_group
@@ -180,6 +183,21 @@ class GRPOTrainer:
         self.trackers = MetricTrackers(
             config.report_to, self.run.path, config.model_dump(mode="json")
         )
+        #: Task sampling by pass rate (``curriculum``), RLPR's std filter, and the step's
+        #: costs and values of the optional learning signals (merged into its metrics).
+        self.curriculum = (
+            PassRateCurriculum(config.curriculum) if config.curriculum is not None else None
+        )
+        if self.curriculum is not None and self.resumed:
+            self.curriculum.replay(read_episodes(self.run.episodes_path))
+        self.std_filter = (
+            StdFilter(config.likelihood.rlpr_ema)
+            if config.likelihood is not None
+            and config.likelihood.rlpr_weight
+            and config.likelihood.rlpr_std_filter
+            else None
+        )
+        self.signal_stats: dict[str, float] = {}
 
     # ------------------------------------------------------------------ the loop
 
@@ -202,6 +220,8 @@ class GRPOTrainer:
                     f"{config.warm_start.episodes} episodes before GRPO."
                 )
                 self.warm_start()
+            if config.eval_every and config.eval_at_start and not self.resumed:
+                self.evaluate_at_start()
             try:
                 for step in range(self.start_step, config.steps):
                     metrics = self.train_step(step)
@@ -214,9 +234,30 @@ class GRPOTrainer:
     def train_step(self, step: int) -> dict[str, Any]:
         """One step: rollout, score, advantages, update, log, checkpoint."""
         started = time.perf_counter()
+        self.signal_stats = {}
         groups, timing = self.rollout(step)
         scored = [self.score(group) for group in groups]
-        sequences, advantage_stats = self.advantages(scored)
+        if self.curriculum is not None:
+            for group in scored:
+                for item in group:
+                    episode = item.rollout.episode
+                    self.curriculum.update(str(episode.task_id), [float(episode.success)])
+            self.signal_stats.update(self.curriculum.metrics(self.task_ids))
+        trained = scored
+        if self.std_filter is not None:
+            keep = self.std_filter.keep(
+                [
+                    [
+                        float(i.rollout.episode.turns[-1].info.get("rlpr", 0.0))
+                        for i in g
+                        if i.rollout.episode.turns
+                    ]
+                    for g in scored
+                ]
+            )
+            trained = [g for g, k in zip(scored, keep, strict=True) if k]
+            self.signal_stats["rlpr_filtered_groups"] = float(len(scored) - len(trained))
+        sequences, advantage_stats = self.advantages(trained)
         update_started = time.perf_counter()
         update_stats = self.update(sequences, step)
         timing["time_update"] = time.perf_counter() - update_started
@@ -231,11 +272,24 @@ class GRPOTrainer:
         )
         if self.config.eval_every and (step + 1) % self.config.eval_every == 0:
             metrics.update(self.evaluate())
+        metrics.update(self.signal_stats)
         if self.config.env_backend != "thread":
             metrics.update(self.env_workers.metrics())
         self.log(step, metrics, scored)
         self.checkpoint(step)
         return metrics
+
+    def evaluate_at_start(self) -> dict[str, Any]:
+        """The held-out evaluation before the first GRPO step (``eval_at_start``), logged as a
+        ``phase: eval_start`` row at step -1: the "before" of the run's before -> after."""
+        result: dict[str, Any] = {"step": -1, "phase": "eval_start", **self.evaluate()}
+        with self.run.metrics_writer() as writer:
+            writer.write(result)
+        if self.progress is not None:
+            self.progress.note(
+                f"Held-out success before GRPO: {100 * result.get('eval/success', 0.0):.0f}%"
+            )
+        return result
 
     # ------------------------------------------------------------------ 0. warm start
 
@@ -357,7 +411,8 @@ class GRPOTrainer:
     def rollout(self, step: int) -> tuple[list[list[Rollout]], dict[str, float]]:
         """G episodes of each of the step's tasks, grouped by task (in a fixed order)."""
         config = self.config
-        specs, sampling_seed = step_episodes(config, self.task_ids, step)
+        weights = self.curriculum.weights(self.task_ids) if self.curriculum is not None else None
+        specs, sampling_seed = step_episodes(config, self.task_ids, step, weights=weights)
         started = time.perf_counter()
         rollouts, generation = self.play(specs, config.split, sampling_seed)
         elapsed = time.perf_counter() - started
@@ -402,7 +457,29 @@ class GRPOTrainer:
                 kind=config.info_gain_kind,
                 temperature=config.temperature,
             )
+        if config.prover_progress is not None:
+            cost = add_prover_progress(
+                scored, self.make_env, config.prover_progress, seed=config.seed
+            )
+            self._add_stats(cost)
+        if config.likelihood is not None:
+            self._add_stats(
+                add_likelihood_rewards(
+                    scored,
+                    self.policy,
+                    self.tokenizer,
+                    config.likelihood,
+                    temperature=config.temperature,
+                )
+            )
         return scored
+
+    def _add_stats(self, stats: dict[str, float]) -> None:
+        """Sum counts and times over the step's groups; means are averaged over groups."""
+        groups = float(self.config.tasks_per_step)
+        for key, value in stats.items():
+            share = value / groups if key.endswith("_mean") else value
+            self.signal_stats[key] = self.signal_stats.get(key, 0.0) + share
 
     # ------------------------------------------------------------------ 3. advantages
 

@@ -11,6 +11,7 @@ from rounds.envs.household.commands import GRAMMAR, Command, parse_command
 from rounds.envs.household.expert import expert_policy, random_policy
 from rounds.envs.household.generate import generate, parse_task_id, task_ids
 from rounds.envs.household.world import TASK_SHORT_NAMES, World
+from rounds.snapshots import restore_state, snapshot_state
 from rounds.text_env import EpisodeEnd, ScriptedPolicy, StepResult, TextEnv
 
 _META_TAGS = ("plan", "explore", "reflect")
@@ -99,6 +100,7 @@ class HouseholdEnv(TextEnv):
         **{short: {"task_types": [short]} for short in TASK_SHORT_NAMES},
         "progress": {"reward_weights": {"progress": 1.0}},
         "meta-reasoning": {"meta_reasoning": True},
+        "choice": {"action_mode": "choice"},
     }
 
     def __init__(
@@ -256,5 +258,21 @@ class HouseholdEnv(TextEnv):
         suffix = f" (and {more} more)" if more > 0 else ""
         return f"Valid commands now include: {', '.join(shown)}{suffix}."
 
+    def admissible_commands(self) -> list[str]:
+        return self.world.admissible_commands()
+
     def _turn_info(self) -> dict[str, Any]:
         return {"admissible_commands": self.world.admissible_commands()}
+
+    # ------------------------------------------------------------- snapshots
+
+    #: The attributes that make up an episode's state (the catalog is shared and read-only).
+    _EPISODE_STATE = ("world", "_reached", "_invalid_actions", "_previous_invalid")
+
+    def snapshot(self) -> dict[str, Any]:
+        """An exact copy of the episode's state; :meth:`restore` it to replay byte for byte."""
+        return snapshot_state(self, self._EPISODE_STATE, shared=[self.catalog])
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Return to a :meth:`snapshot` (of this env or one built with the same arguments)."""
+        restore_state(self, snapshot, self._EPISODE_STATE, shared=[self.catalog])
