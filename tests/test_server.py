@@ -50,24 +50,26 @@ def served(env_id: str = HOUSEHOLD, **kwargs: Any) -> Iterator[str]:
     """A server on 127.0.0.1 (a free port), in a thread; yields its url."""
     reap_every_s = kwargs.pop("reap_every_s", None)
     server = EnvServer(env_id, kwargs.pop("env_kwargs", None), **kwargs)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
-        create_app(server, reap_every_s=reap_every_s), log_level="warning", lifespan="on"
+        create_app(server, reap_every_s=reap_every_s),
+        host="127.0.0.1",
+        port=0,  # a free port
+        log_level="warning",
+        lifespan="on",
     )
     runner = uvicorn.Server(config)
-    thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not runner.started:
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.02)
+    port = runner.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         runner.should_exit = True
         thread.join(timeout=10)
-        sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +165,7 @@ def test_the_chat_loop_runs_remote_envs_unchanged(url: str) -> None:
     )
 
 
+@pytest.mark.slow
 def test_64_concurrent_sessions(url: str) -> None:
     local = gym.make(HOUSEHOLD)
     expected = {seed: json.dumps(play(local, seed, turns=4)) for seed in range(64)}
