@@ -33,6 +33,7 @@ def ray_cluster() -> Iterator[None]:
     ray = pytest.importorskip("ray")
     ray.init(
         num_cpus=2,
+        resources={"browser": 2},  # a node that can run two browser envs
         include_dashboard=False,
         _node_ip_address="127.0.0.1",
         logging_level="ERROR",
@@ -208,3 +209,22 @@ def test_rounds_eval_and_the_trainer_take_a_backend() -> None:
         app, ["eval", HOUSEHOLD, "--agent", "expert", "--backend", "slurm", "--episodes", "1"]
     )
     assert result.exit_code != 0 and "env_backend" in result.output
+
+
+def test_ray_actors_are_placed_by_custom_resources(ray_cluster: None) -> None:
+    import ray
+
+    assert ray.available_resources().get("browser") == 2.0
+    with EnvWorkers("ray", 2, resources={"browser": 1}, cpus_per_worker=0.0) as workers:
+        envs = [workers.make(HOUSEHOLD) for _ in range(2)]  # one per worker, both started
+        assert all(env.reset(seed=0)[0] for env in envs)
+        deadline = time.monotonic() + 10
+        while ray.available_resources().get("browser", 0.0) != 0.0:
+            assert time.monotonic() < deadline, ray.available_resources()
+            time.sleep(0.1)
+        for env in envs:
+            env.close()
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("browser") != 2.0:  # released with the actors
+        assert time.monotonic() < deadline, ray.available_resources()
+        time.sleep(0.1)

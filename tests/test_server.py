@@ -329,3 +329,24 @@ def test_rounds_import_stays_free_of_server_libraries() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     assert rounds is not None
+
+
+def test_remote_env_passes_gymnasiums_env_checker(url: str) -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    env = RemoteEnv(url)
+    try:
+        check_env(env, skip_render_check=True)
+    finally:
+        env.close()
+
+
+def test_rounds_serve_says_what_to_do_with_a_bad_env() -> None:
+    from typer.testing import CliRunner
+
+    from rounds.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "rounds/Nope-v0"])
+    assert result.exit_code != 0 and "rounds list" in result.output
+    result = CliRunner().invoke(app, ["serve", HOUSEHOLD, "-k", "bogus=1"])
+    assert result.exit_code != 0 and "has no option 'bogus'" in result.output

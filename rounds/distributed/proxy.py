@@ -15,6 +15,7 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, SupportsFloat
 
+import gymnasium as gym
 from pydantic import BaseModel, ConfigDict
 
 from rounds.text_env import EpisodeEnd, StepResult, TextEnv
@@ -126,6 +127,9 @@ class ProxyEnv(TextEnv):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[str, dict[str, Any]]:
         """Reset the remote env (same seed and options, same episode as the local env)."""
+        gym.Env.reset(
+            self, seed=seed
+        )  # Gymnasium's own seeding of np_random, as env_checker expects
         observation, info = self._remote_reset(seed, options)
         self.task_id = str(info.get("task_id")) if info.get("task_id") is not None else None
         self.turn = 0
