@@ -8,6 +8,8 @@ from rounds.records import Episode, Turn
 from rounds.shaping import (
     GateChannel,
     RewardShaping,
+    clip_process_rewards,
+    delta_process_rewards,
     gated_accumulate,
     potential_shaping,
     priority_gates,
@@ -118,3 +120,43 @@ def test_reward_shaping_potential_term() -> None:
     assert shaping.shape(episode(1.0)).turn_rewards == pytest.approx([0.5, -0.6])
     # truncated: the last state's potential is kept: F = [0.5, 0.5]
     assert shaping.shape(episode(1.0, truncated=True)).turn_rewards == pytest.approx([0.5, 0.4])
+
+
+# ---------------------------------------------------------------- bounded process rewards
+
+
+def repeated_step_episode(repeats: int) -> Episode:
+    """A trajectory that repeats one rewarded step (0.5 each time) and then fails."""
+    turns = [
+        Turn(
+            index=i,
+            observation="o",
+            action="same rewarded step",
+            reward_components={"step": 0.5, "outcome": 0.0},
+        )
+        for i in range(repeats)
+    ]
+    return Episode(
+        env_id="x",
+        turns=turns,
+        meta={"reward_weights": {"step": 1.0, "outcome": 1.0}, "outcome_components": ["outcome"]},
+    )
+
+
+def test_clip_and_delta_process_rewards_by_hand() -> None:
+    assert clip_process_rewards([0.5, 0.2, -0.3], eta=0.4) == pytest.approx([0.0, -0.2, -0.7])
+    assert delta_process_rewards([0.5, 0.2, -0.3]) == pytest.approx([0.3, 0.5, -0.3])
+    assert delta_process_rewards([]) == []
+
+
+def test_repeating_a_rewarded_step_pays_only_without_a_bound() -> None:
+    plain = [RewardShaping().shape(repeated_step_episode(n)).total for n in (1, 5, 20)]
+    assert plain == pytest.approx([0.5, 2.5, 10.0])  # the hack: more repeats, more reward
+    clip = RewardShaping(process_bound="clip", process_clip_eta=0.5)
+    delta = RewardShaping(process_bound="delta")
+    for n in (1, 5, 20):
+        assert clip.shape(repeated_step_episode(n)).total == pytest.approx(0.0)
+        assert delta.shape(repeated_step_episode(n)).total == pytest.approx(0.5)
+    # Clip with a lower eta: repeating costs (each step min(0.5 - 0.6, 0) = -0.1).
+    clip_low = RewardShaping(process_bound="clip", process_clip_eta=0.6)
+    assert clip_low.shape(repeated_step_episode(5)).total == pytest.approx(-0.5)

@@ -179,7 +179,7 @@ class GRPOConfig(BaseModel):
     )
     eval_at_start: bool = Field(
         default=False,
-        description="Also evaluate before the first GRPO step (after any warm start), as step 0.",
+        description="Also evaluate before training and after any warm start (step -1 rows).",
     )
 
     # --- optimisation

@@ -214,14 +214,17 @@ class GRPOTrainer:
                 progress.note(
                     f"Resuming from step {self.start_step} (checkpoint in {self.checkpoints})."
                 )
+            start_eval = config.eval_every and config.eval_at_start and not self.resumed
+            if start_eval:
+                self.evaluate_at_start("eval_start")
             if config.warm_start is not None and not self.resumed:
                 progress.note(
                     f"Warm start: cloning the env's '{config.warm_start.policy}' baseline on "
                     f"{config.warm_start.episodes} episodes before GRPO."
                 )
                 self.warm_start()
-            if config.eval_every and config.eval_at_start and not self.resumed:
-                self.evaluate_at_start()
+                if start_eval:
+                    self.evaluate_at_start("eval_warm_start")
             try:
                 for step in range(self.start_step, config.steps):
                     metrics = self.train_step(step)
@@ -279,15 +282,16 @@ class GRPOTrainer:
         self.checkpoint(step)
         return metrics
 
-    def evaluate_at_start(self) -> dict[str, Any]:
-        """The held-out evaluation before the first GRPO step (``eval_at_start``), logged as a
-        ``phase: eval_start`` row at step -1: the "before" of the run's before -> after."""
-        result: dict[str, Any] = {"step": -1, "phase": "eval_start", **self.evaluate()}
+    def evaluate_at_start(self, phase: str) -> dict[str, Any]:
+        """A held-out evaluation before GRPO (``eval_at_start``), logged as a step -1 row of
+        ``phase`` ``eval_start`` (before any training: the run's "before") or
+        ``eval_warm_start`` (after the warm start, so its share of the rise shows)."""
+        result: dict[str, Any] = {"step": -1, "phase": phase, **self.evaluate()}
         with self.run.metrics_writer() as writer:
             writer.write(result)
         if self.progress is not None:
             self.progress.note(
-                f"Held-out success before GRPO: {100 * result.get('eval/success', 0.0):.0f}%"
+                f"Held-out success ({phase}): {100 * result.get('eval/success', 0.0):.0f}%"
             )
         return result
 

@@ -250,16 +250,18 @@ class HouseholdEnv(TextEnv):
         )
 
     def _invalid_hint(self) -> str:
-        commands = self.world.admissible_commands()
-        local = [c for c in commands if not c.startswith("go to ")]
-        moves = [c for c in commands if c.startswith("go to ")]
-        shown = (local + moves)[:8]
+        commands = self.admissible_commands()
+        shown = commands[:8]
         more = len(commands) - len(shown)
         suffix = f" (and {more} more)" if more > 0 else ""
         return f"Valid commands now include: {', '.join(shown)}{suffix}."
 
     def admissible_commands(self) -> list[str]:
-        return self.world.admissible_commands()
+        """What can be done here first, then where to go (as the invalid-action hint lists them):
+        in the choice action mode the local commands keep small, stable numbers."""
+        commands = self.world.admissible_commands()
+        local = [c for c in commands if not c.startswith("go to ")]
+        return local + [c for c in commands if c.startswith("go to ")]
 
     def _turn_info(self) -> dict[str, Any]:
         return {"admissible_commands": self.world.admissible_commands()}
