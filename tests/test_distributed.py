@@ -183,6 +183,11 @@ def test_worker_envs_equal_local_envs(backend: str) -> None:
             env.reset(options={"task_id": "no-such-task"})
         assert workers.replaced == 0
         env.close()
+    # A closed pool starts fresh workers when used again (a trainer's second train()).
+    again = workers.make(HOUSEHOLD)
+    assert again.reset(seed=0) == local.reset(seed=0)
+    again.close()
+    workers.close()
 
 
 def test_unknown_backends_and_scripted_agents_get_clear_errors(tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ class EnvWorkers:
         """The least-loaded worker (starting the pool's workers on first use)."""
         with self._lock:
             if self._closed:
-                raise RuntimeError("the env workers are shut down")
+                raise RuntimeError("the env workers are shutting down")
             for index, worker in enumerate(self._slots):
                 if worker is None:
                     self._slots[index] = self._start(index)
@@ -154,13 +154,18 @@ class EnvWorkers:
         return {"env_workers": float(self.size), "env_workers_replaced": float(self.replaced)}
 
     def close(self) -> None:
-        """Shut every worker down (their envs are closed first)."""
+        """Shut every worker down (their envs are closed first). The pool stays usable: a later
+        ``make`` starts fresh workers (a trainer closes it at the end of each ``train()``)."""
         with self._lock:
-            self._closed = True
+            self._closed = True  # no replacement starts while the workers stop
             workers = [w for w in self._slots if w is not None]
             self._slots = [None] * self.size
-        for worker in workers:
-            worker.shutdown()
+        try:
+            for worker in workers:
+                worker.shutdown()
+        finally:
+            with self._lock:
+                self._closed = False
 
     def __enter__(self) -> EnvWorkers:
         return self
