@@ -1,6 +1,6 @@
 """``bench/Busy-v0``: a CPU-heavy pure-Python env for the env-worker benchmark.
 
-Each step runs ``work`` iterations of integer arithmetic in Python (about 10 ms per
+Each step runs ``work`` iterations of integer arithmetic in Python (about 8 ms per
 step at the default on one core, holding the GIL throughout), the shape of a
 simulator written in plain Python. Registered when imported; env workers load it as
 ``benchmarks.busy_env:bench/Busy-v0``.

@@ -3,7 +3,7 @@
 Usage: python benchmarks/env_workers.py [--episodes 16] [--workers 4] [--repeats 3] [--json]
 
 - throughput: ``run_episodes`` with ``--workers`` concurrent episodes of
-  ``bench/Busy-v0`` (about 10 ms of GIL-holding Python per step, 10 steps) and an
+  ``bench/Busy-v0`` (about 8 ms of GIL-holding Python per step, 10 steps) and an
   agent that answers at once, on each backend: ``thread`` (the chat loop's thread
   pool, one process), ``process`` (worker processes) and ``ray`` (actors on a local
   Ray instance). Threads share one GIL; workers do not, so with N cores the workers
