@@ -57,10 +57,12 @@ def replay(env: Any, seed: int, task_id: str | None, actions: list[str]) -> list
         ("rounds/DiagGym-v0", {}, "random"),
     ],
 )
-def test_restored_env_replays_byte_for_byte(env_id: str, kwargs: dict[str, Any], policy: str) -> None:
+def test_restored_env_replays_byte_for_byte(
+    env_id: str, kwargs: dict[str, Any], policy: str
+) -> None:
     """Snapshot mid-episode, play on, restore (into the same env and into a fresh one), play the
     same actions again: every observation, reward and info is identical."""
-    env = make(env_id, **kwargs).unwrapped
+    env: Any = make(env_id, **kwargs).unwrapped
     agent_policy = env.scripted_policies()[policy]
     for seed in range(3):
         env.reset(seed=seed)
@@ -76,7 +78,8 @@ def test_restored_env_replays_byte_for_byte(env_id: str, kwargs: dict[str, Any],
         while not env.episode_ended:
             actions.append(agent_policy(env, rng))
             first.append(env.step(actions[-1]))
-        for target in (env, make(env_id, **kwargs).unwrapped):
+        fresh: Any = make(env_id, **kwargs).unwrapped
+        for target in (env, fresh):
             target.restore(snap)
             again = [target.step(a) for a in actions]
             assert repr(again) == repr(first)
@@ -87,19 +90,21 @@ def test_restored_env_replays_byte_for_byte(env_id: str, kwargs: dict[str, Any],
 
 
 def test_restore_rejects_a_foreign_snapshot() -> None:
-    env = make("rounds/Household-v0").unwrapped
+    env: Any = make("rounds/Household-v0").unwrapped
     env.reset(seed=0)
     with pytest.raises(ValueError, match="not a snapshot"):
         env.restore({"world": None})
 
 
 def toy_episode(actions: list[str], seed: int = 0) -> Episode:
-    env = make("toys/ProverVowels3-v0").unwrapped
+    env: Any = make("toys/ProverVowels3-v0").unwrapped
     observation, _ = env.reset(seed=seed, options={"task_id": "train-1"})
     turns = []
     for i, action in enumerate(actions):
         next_observation, reward, _, _, info = env.step(action)
-        turns.append(Turn(index=i, observation=observation, action=action, reward=float(reward), info=info))
+        turns.append(
+            Turn(index=i, observation=observation, action=action, reward=float(reward), info=info)
+        )
         observation = next_observation
     return Episode(env_id="toys/ProverVowels3-v0", task_id="train-1", seed=seed, turns=turns)
 
@@ -108,8 +113,16 @@ def test_prover_progress_is_q_minus_v_of_a_perfect_prover() -> None:
     """A prover that always succeeds: V = 1 while every reply so far started with a vowel, 0 after
     a bad one; so a good turn's progress is 0 and the first bad turn's is -1."""
     factory = lambda: make("toys/ProverVowels3-v0")  # noqa: E731
-    assert prover_progress(factory, "vowel", toy_episode(["apple", "egg", "ice"])) == [0.0, 0.0, 0.0]
-    assert prover_progress(factory, "vowel", toy_episode(["apple", "pear", "ice"])) == [0.0, -1.0, 0.0]
+    assert prover_progress(factory, "vowel", toy_episode(["apple", "egg", "ice"])) == [
+        0.0,
+        0.0,
+        0.0,
+    ]
+    assert prover_progress(factory, "vowel", toy_episode(["apple", "pear", "ice"])) == [
+        0.0,
+        -1.0,
+        0.0,
+    ]
 
 
 def test_noisy_prover_progress_matches_the_exact_values() -> None:
@@ -126,7 +139,7 @@ def test_noisy_prover_progress_matches_the_exact_values() -> None:
 
 
 def test_noisy_prover_takes_random_admissible_commands() -> None:
-    env = make("toys/ProverVowels3-v0").unwrapped
+    env: Any = make("toys/ProverVowels3-v0").unwrapped
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     always = noisy_prover(lambda e, r: "apple", 0.0)
@@ -147,10 +160,21 @@ def test_prover_progress_rejects_an_episode_the_env_does_not_reproduce() -> None
 def test_household_prover_progress_of_a_random_agent() -> None:
     """On Household, the expert prover's progress is 0 on turns that keep the task solvable in
     the turns left, and a noisy prover gives non-zero progress on more turns."""
-    factory = lambda: make("rounds/Household-v0", task_types=["pick"], max_rooms=1, max_turns=12)  # noqa: E731
-    agent = make_agent("random", factory().unwrapped)
+    def factory() -> Any:
+        return make("rounds/Household-v0", task_types=["pick"], max_rooms=1, max_turns=12)
+
+    base: Any = factory().unwrapped
+    agent = make_agent("random", base)
     rollout = next(
-        iter(run_episodes(factory, agent, [EpisodeSpec(task_id=None, seed=3, agent_seed=3)], env_id="rounds/Household-v0", concurrency=1))
+        iter(
+            run_episodes(
+                factory,
+                agent,
+                [EpisodeSpec(task_id=None, seed=3, agent_seed=3)],
+                env_id="rounds/Household-v0",
+                concurrency=1,
+            )
+        )
     )
     episode = rollout.episode
     exact = prover_progress(factory, "expert", episode, rollouts=2)
@@ -181,7 +205,9 @@ def test_progress_rewards_learn_faster_where_outcome_only_grpo_stalls(tmp_path: 
         return [r["success_rate"] for r in rows], rows
 
     outcome_only, _ = curve("outcome")
-    progress, rows = curve("progress", prover_progress=ProverProgress(prover="vowel", rollouts=2, epsilon=0.5))
+    progress, rows = curve(
+        "progress", prover_progress=ProverProgress(prover="vowel", rollouts=2, epsilon=0.5)
+    )
     assert np.mean(progress[-3:]) >= 0.6
     assert np.mean(progress[-3:]) > np.mean(outcome_only[-3:]) + 0.3
     assert all(r["prover_rollouts"] > 0 for r in rows)

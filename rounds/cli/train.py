@@ -66,6 +66,28 @@ def train_command(
             f"Reward {first['reward_mean']:+.3f} -> {last['reward_mean']:+.3f}, "
             f"success {first['success_rate']:.0%} -> {last['success_rate']:.0%} over {len(rows)} steps."
         )
+    _held_out_and_curves(trainer.run.path, list(trainer.run.metrics()))
     console.print(
         f"Run directory: [bold]{config.output_dir}[/]. Replay it: [bold]rounds replay {config.output_dir}[/]"
     )
+
+
+def _held_out_and_curves(run: Path, rows: list[dict[str, Any]]) -> None:
+    """Print held-out success before -> after (with intervals) and draw ``curves.png``."""
+    from rounds.trainers.curves import before_after, held_out, write_curves
+
+    line = before_after(rows)
+    if line:
+        console.print(line)
+        phases = {r.get("phase"): r for r in rows if "eval/success" in r}
+        if "eval_warm_start" in phases:
+            after_clone = held_out([phases["eval_warm_start"]])[0]
+            console.print(f"(after the warm start alone: {after_clone.text()})")
+    if not any("reward_mean" in r for r in rows):
+        return
+    try:
+        path = write_curves(rows, Path(run) / "curves.png")
+    except ImportError:
+        console.print("No curves.png: matplotlib is missing (pip install 'rounds[report]').")
+        return
+    console.print(f"Curves: [bold]{path}[/]")
