@@ -61,6 +61,10 @@ class EvalConfig(BaseModel):
         ge=1,
         description="Env workers of a process/ray backend (default: concurrency).",
     )
+    env_worker_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Ray custom resources each env worker needs (e.g. {docker: 1}), beside the env's own.",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_count(self) -> EvalConfig:
@@ -219,7 +223,11 @@ def evaluate(
             f"env's worker; run it with env_backend='thread' (rounds eval --backend thread)"
         )
     env.close()
-    workers = EnvWorkers(config.env_backend, config.env_workers or config.concurrency)
+    workers = EnvWorkers(
+        config.env_backend,
+        config.env_workers or config.concurrency,
+        resources=config.env_worker_resources,
+    )
     try:
         with run.episode_writer() as writer:
             for rollout in run_episodes(

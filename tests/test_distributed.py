@@ -206,8 +206,9 @@ def test_rounds_eval_and_the_trainer_take_a_backend() -> None:
     from rounds.cli import app
     from rounds.trainers.config import GRPOConfig
 
-    config = GRPOConfig(env_workers=8, env_backend="ray")
+    config = GRPOConfig(env_workers=8, env_backend="ray", env_worker_resources={"docker": 1})
     assert (config.env_workers, config.env_backend) == (8, "ray")
+    assert config.env_worker_resources == {"docker": 1.0}
     with pytest.raises(ValueError, match="env_backend"):
         GRPOConfig(env_backend="slurm")
     result = CliRunner().invoke(

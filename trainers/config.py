@@ -118,6 +118,10 @@ class GRPOConfig(BaseModel):
         ge=1,
         description="Env workers of a process/ray backend (default: one per concurrent episode).",
     )
+    env_worker_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Ray custom resources each env worker needs (e.g. {docker: 1}), beside the env's own.",
+    )
     generation_timeout_s: float | None = Field(
         default=600.0,
         gt=0,

@@ -121,6 +121,7 @@ class GRPOTrainer:
         self.env_workers = EnvWorkers(
             config.env_backend,
             config.env_workers or config.concurrency or config.tasks_per_step * config.group_size,
+            resources=config.env_worker_resources,
         )
         probe = self.make_env()
         self.env = unwrap_text_env(probe)
