@@ -234,3 +234,40 @@ def test_ray_actors_are_placed_by_custom_resources(ray_cluster: None) -> None:
     while ray.available_resources().get("browser") != 2.0:  # released with the actors
         assert time.monotonic() < deadline, ray.available_resources()
         time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_an_evaluation_on_process_workers_equals_one_on_threads(tmp_path: Path) -> None:
+    """``evaluate`` (``rounds eval``'s code path) with a model agent that reads only the
+    conversation (an OpenAI-compatible endpoint on 127.0.0.1 that always says ``look``)."""
+    from fake_openai import chat_body, fake_openai_server
+
+    from rounds.agents.evaluate import EvalConfig, evaluate
+    from rounds.storage import RunDir
+
+    def handler(path: str, payload: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        return 200, chat_body("look"), {}
+
+    runs = {}
+    with fake_openai_server(handler) as (base_url, _):
+        for backend in ("thread", "process"):
+            config = EvalConfig(
+                env_id=HOUSEHOLD,
+                env_kwargs={"max_turns": 3},
+                agent="openai",
+                agent_options={"model": "m", "base_url": base_url},
+                episodes=4,
+                concurrency=2,
+                env_backend=backend,
+            )
+            summary = evaluate(config, tmp_path / backend)
+            episodes = sorted(RunDir(tmp_path / backend).episodes(), key=lambda e: str(e.task_id))
+            runs[backend] = (summary, [[t.observation for t in e.turns] for e in episodes])
+    assert runs["process"][1] == runs["thread"][1]
+    assert len(runs["process"][1]) == 4 and all(len(turns) == 3 for turns in runs["process"][1])
+    assert runs["process"][0]["env_workers"] == {
+        "backend": "process",
+        "env_workers": 2.0,
+        "env_workers_replaced": 0.0,
+    }
+    assert "env_workers" not in runs["thread"][0]
