@@ -287,3 +287,35 @@ def test_swebench_records_run_in_their_own_image(tmp_path: Any) -> None:
         assert "-        return len(self.items) // self.per_page" in info["patch"]
     finally:
         made.close()
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_closing_during_a_step_does_not_hand_the_busy_sandbox_on() -> None:
+    """A trainer that times a step out closes the env from another thread: the sandbox the
+    step still uses is closed, not returned to the pool for the next episode."""
+    import threading
+
+    env = SWEEnv(backend="docker")
+    env.reset(options={"task_id": TASK})
+    sandbox = env.sandbox
+    assert sandbox is not None
+    stepping = threading.Thread(target=env.step, args=(call("bash", command="sleep 2"),))
+    stepping.start()
+    while not env._stepping:
+        pass
+    env.close()
+    stepping.join(30)
+    assert not sandbox.running
+    assert env._pool is not None and sandbox not in env._pool._idle
+
+
+@pytest.mark.requires("bubblewrap")
+def test_reference_resolves_under_the_process_backend() -> None:
+    env = SWEEnv(backend="process")
+    try:
+        total, info, _ = play(env, "reference", "csvlite-quoted-commas")
+        assert info["metrics"]["resolved"] == 1.0 and total == pytest.approx(
+            1.0 + 0.02 * 4 + 0.05 * 2 + 0.02
+        )
+    finally:
+        env.close()

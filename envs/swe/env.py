@@ -195,6 +195,7 @@ class SWEEnv(TextEnv):
         self.task: SWETask = self._tasks[0]
         self.sandbox: Sandbox | None = None
         self._pool: SandboxPool | None = None
+        self._stepping = False
         self._reset_episode_state()
 
     def _reset_episode_state(self) -> None:
@@ -271,7 +272,9 @@ class SWEEnv(TextEnv):
             self._pool.release(sandbox, broken=broken)
 
     def close(self) -> None:
-        self._release()
+        """Give the sandbox back to the pool, or close it when a step is still running on it
+        (a caller that timed the step out must not hand a busy sandbox to the next episode)."""
+        self._release(broken=self._stepping)
         super().close()
 
     # ------------------------------------------------------------ hooks
@@ -325,20 +328,25 @@ class SWEEnv(TextEnv):
         }[call.name]
         try:
             result = handler(call)
+            changed = call.name in ("bash", "edit") and self._tree_changed()
         except SandboxError as err:
             raise InvalidAction(str(err)) from err
         result.components["valid_call"] = self.turn_rewards["valid_call"]
-        if call.name in ("bash", "edit"):  # the tools that can change files
-            fingerprint = self._tree_fingerprint()
-            if fingerprint != self._fingerprint:
-                self._fingerprint = fingerprint
-                self._modified = True
-                result.components["file_modified"] = self.turn_rewards["file_modified"]
+        if changed:
+            self._modified = True
+            result.components["file_modified"] = self.turn_rewards["file_modified"]
         tokens = count_tokens(result.observation)
         self._output_tokens += tokens
         result.info["output_tokens"] = tokens
         result.info["tool"] = call.name
         return result
+
+    def _tree_changed(self) -> bool:
+        """Whether the work tree changed since the last check."""
+        fingerprint = self._tree_fingerprint()
+        changed = fingerprint != self._fingerprint
+        self._fingerprint = fingerprint
+        return changed
 
     def _bash(self, call: ToolCall) -> StepResult:
         command = call.arguments.get("command")
@@ -579,7 +587,11 @@ class SWEEnv(TextEnv):
     def step(self, action: str) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
         """One turn, with the immediate rewards capped and, under gating, withheld until the
         outcome is known (then paid only if it reaches ``gate``)."""
-        observation, reward, terminated, truncated, info = super().step(action)
+        self._stepping = True
+        try:
+            observation, reward, terminated, truncated, info = super().step(action)
+        finally:
+            self._stepping = False
         components = info.get("reward_components", {})
         raw = weighted_reward(
             {k: v for k, v in components.items() if k in IMMEDIATE_COMPONENTS}, self.reward_weights
