@@ -49,11 +49,12 @@ HOSTILE = [
 def served(env_id: str = HOUSEHOLD, **kwargs: Any) -> Iterator[str]:
     """A server on 127.0.0.1 (a free port), in a thread; yields its url."""
     reap_every_s = kwargs.pop("reap_every_s", None)
+    port = kwargs.pop("port", 0)  # 0: a free port
     server = EnvServer(env_id, kwargs.pop("env_kwargs", None), **kwargs)
     config = uvicorn.Config(
         create_app(server, reap_every_s=reap_every_s),
         host="127.0.0.1",
-        port=0,  # a free port
+        port=port,
         log_level="warning",
         lifespan="on",
     )
@@ -350,3 +351,26 @@ def test_rounds_serve_says_what_to_do_with_a_bad_env() -> None:
     assert result.exit_code != 0 and "rounds list" in result.output
     result = CliRunner().invoke(app, ["serve", HOUSEHOLD, "-k", "bogus=1"])
     assert result.exit_code != 0 and "has no option 'bogus'" in result.output
+
+
+def test_idempotent_calls_are_retried_until_the_server_answers() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    made: list[Any] = []
+    client = threading.Thread(
+        target=lambda: made.append(
+            RemoteEnv(f"http://127.0.0.1:{port}", retries=8, retry_backoff_s=0.1)
+        )
+    )
+    client.start()  # its GET /schema fails (nothing listens yet) and is retried with backoff
+    time.sleep(0.3)
+    with served(port=port) as url:
+        client.join(timeout=30)
+        assert made, "the client gave up before the server came up"
+        env = made[0]
+        assert env.reset(seed=0) == gym.make(HOUSEHOLD).reset(seed=0)
+        env.close()
+    with pytest.raises(RemoteEnvError, match="did not answer GET /schema"):
+        RemoteEnv(url, retries=1, retry_backoff_s=0.01)  # the server is gone: a clear error
