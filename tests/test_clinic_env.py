@@ -500,6 +500,9 @@ def test_the_catalogue_has_the_common_emergency_tests() -> None:
     weight = kb.prior * table.probs[:, table.level_index["chest_pain"]]
     acs = [kb.disease_index[d] for d in ("stemi", "nstemi", "unstable_angina")]
     assert 0.05 <= weight[acs].sum() / weight.sum() <= 0.15
+    # Group A streptococcus causes 5-15% of adult pharyngitis (IDSA 2012).
+    weight = kb.prior * table.probs[:, table.level_index["sore_throat"]]
+    assert 0.05 <= weight[kb.disease_index["strep_pharyngitis"]] / weight.sum() <= 0.15
 
 
 def test_single_step_variant_scores_one_move() -> None:
