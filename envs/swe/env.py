@@ -125,7 +125,8 @@ class SWEEnv(TextEnv):
     - ``tasks``: None (the bundled tasks) or a path to SWE-bench-style records.
     - ``backend``: ``auto`` (docker when a daemon answers, else bubblewrap), ``docker``, ``process``.
     - ``image``: the docker image of bundled tasks (default ``rounds/sandbox-base:bookworm``).
-    - ``pool_size``: warm sandboxes per image shared by all envs of the process.
+    - ``pool_size``: sandboxes alive at once per image, shared by all envs of the process
+      (default 32; a reset waits when all are in use).
     - ``command_timeout``: seconds per command (default 30); ``max_output_chars`` (8000).
     - ``outcome_values``, ``turn_rewards``, ``max_turn_reward`` (0.5), ``shaping``, ``gate``.
     - ``max_turns``, ``split``, ``reward_weights``, ``invalid_action_penalty``,
@@ -155,7 +156,7 @@ class SWEEnv(TextEnv):
         tasks: str | None = None,
         backend: str = "auto",
         image: str | None = None,
-        pool_size: int = 8,
+        pool_size: int = 32,
         command_timeout: float = 30.0,
         max_output_chars: int = 8000,
         outcome_values: Mapping[str, float] | None = None,
