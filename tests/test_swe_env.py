@@ -196,23 +196,37 @@ def test_gating_stops_busy_farming_while_reference_earns_most() -> None:
 
 
 def test_gated_rewards_match_rounds_shaping_on_the_recorded_components(env: SWEEnv) -> None:
-    from rounds.shaping import RewardShaping, gated_accumulate
+    """The env's gated rewards are what ``rounds.shaping`` computes from the recorded raw
+    components, so a trainer can re-shape recorded episodes (direct or gated) itself."""
+    from rounds.records import Episode, Turn
+    from rounds.shaping import RewardShaping
 
-    env.reset(options={"task_id": TASK})
-    act = env.scripted_policies()["busy"]
-    rng = np.random.default_rng(0)
-    rewards, immediate = [], []
-    for _ in range(5):
-        _, reward, *_, info = env.step(act(env, rng))
-        rewards.append(float(reward))
-        immediate.append(info["immediate_reward"])
-    _, reward, terminated, _, info = env.step("submit")
-    rewards.append(float(reward))
-    immediate.append(info["immediate_reward"])
-    assert terminated and rewards[:-1] == [0.0] * 5  # withheld
-    gated, total = gated_accumulate(immediate, info["outcome"], env.gate)
-    assert sum(rewards) == pytest.approx(total) == pytest.approx(0.1)
-    assert RewardShaping(gate_threshold=env.gate).gate_threshold == env.gate
+    for policy, outcome in (("busy", 0.1), ("reference", 1.0)):
+        env.reset(options={"task_id": TASK})
+        act = env.scripted_policies()[policy]
+        rng = np.random.default_rng(0)
+        turns, rewards, done, info = [], [], False, {}
+        while not done and len(turns) < 6:
+            action = act(env, rng) if len(turns) < 5 else call("submit")
+            _, reward, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+            rewards.append(float(reward))
+            turns.append(
+                Turn(
+                    index=len(turns),
+                    observation="",
+                    action=action,
+                    reward_components=info["reward_components"],
+                )
+            )
+        assert done and info["outcome"] == outcome
+        assert rewards[:-1] == [0.0] * (len(rewards) - 1)  # withheld until the outcome is known
+        episode = Episode(env_id="rounds/SWE-v0", turns=turns, meta=env.episode_meta())
+        gated = RewardShaping(gate_threshold=env.gate).shape(episode)
+        direct = RewardShaping().shape(episode)
+        assert sum(rewards) == pytest.approx(gated.total)
+        assert gated.outcome == pytest.approx(outcome)
+        assert (direct.total > gated.total) == (policy == "busy")
 
 
 @pytest.mark.slow
