@@ -19,17 +19,26 @@ from __future__ import annotations
 import argparse
 import statistics
 from collections.abc import Callable
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 import rounds
 from rounds.envs.clinic.cases import bank_case
+from rounds.envs.clinic.env import DiagGymEnv
 from rounds.envs.clinic.posterior import Posterior
 
 
-def presentation_accuracy(env: object, task_ids: list[str]) -> tuple[float, float]:
+def clinic(env: gym.Env[Any, Any]) -> DiagGymEnv:
+    base = env.unwrapped
+    assert isinstance(base, DiagGymEnv)
+    return base
+
+
+def presentation_accuracy(env: DiagGymEnv, task_ids: list[str]) -> tuple[float, float]:
     """Top-1 accuracy of the posterior from the whole presentation, and from demographics + complaint."""
-    kb = env.kb  # type: ignore[attr-defined]
+    kb = env.kb
     whole, floor = [], []
     for task_id in task_ids:
         case = bank_case(kb, task_id)
@@ -44,14 +53,14 @@ def presentation_accuracy(env: object, task_ids: list[str]) -> tuple[float, floa
 
 
 def play(
-    env: object, task_ids: list[str], policy: Callable[..., str], seed: int = 0
+    env: gym.Env[Any, Any], task_ids: list[str], policy: Callable[..., str], seed: int = 0
 ) -> list[dict[str, float]]:
     rng = np.random.default_rng(seed)
     rows = []
     for task_id in task_ids:
-        env.reset(options={"task_id": task_id})  # type: ignore[attr-defined]
+        env.reset(options={"task_id": task_id})
         while True:
-            *_, terminated, truncated, info = env.step(policy(env.unwrapped, rng))  # type: ignore[attr-defined]
+            *_, terminated, truncated, info = env.step(policy(env.unwrapped, rng))
             if terminated or truncated:
                 rows.append(info["metrics"])
                 break
@@ -71,12 +80,12 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=200)
     args = parser.parse_args()
     env = rounds.make("rounds/DiagGym-v0")
-    task_ids = list(env.unwrapped.task_ids(args.split))[: args.tasks]
-    whole, floor = presentation_accuracy(env.unwrapped, task_ids)
+    task_ids = list(clinic(env).task_ids(args.split))[: args.tasks]
+    whole, floor = presentation_accuracy(clinic(env), task_ids)
     print(f"# DiagGym-v0 on {len(task_ids)} {args.split} cases")
     print(f"posterior top-1 from the presentation: {whole:.3f}")
     print(f"posterior top-1 from complaint, age band and sex only: {floor:.3f}")
-    policies = env.unwrapped.scripted_policies()
+    policies = clinic(env).scripted_policies()
     print("\nend to end (max 12 turns)")
     print(f"{'agent':<10} {'accuracy':>18} {'exams ordered':>14} {'exam F1':>8}")
     for name in ("reference", "bayes", "random"):

@@ -14,11 +14,13 @@ import json
 import platform
 import statistics
 import time
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 import rounds
+from rounds.text_env import TextEnv
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -26,10 +28,11 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def bench_env(
-    env_id: str, episodes: int, policy_name: str, env_kwargs: dict[str, object]
+    env_id: str, episodes: int, policy_name: str, env_kwargs: dict[str, Any]
 ) -> dict[str, object]:
     env = gym.make(env_id, **env_kwargs)
     base = env.unwrapped
+    assert isinstance(base, TextEnv)
     policies = base.scripted_policies()
     policy = policies.get(policy_name) or next(iter(policies.values()))
     rng = np.random.default_rng(0)
