@@ -49,6 +49,8 @@ COMPONENTS = {
     "docker": _docker_daemon_answers,
     "bubblewrap": lambda: shutil.which("bwrap") is not None,
     "chromium": lambda: all(shutil.which(name) for name in ("chromium", "chromedriver")),
+    # What SWE-v0's default backend ("auto") can run on: a docker daemon or bubblewrap.
+    "sandbox": lambda: _docker_daemon_answers() or shutil.which("bwrap") is not None,
 }
 
 

@@ -2,8 +2,8 @@
 
 The env contract: an unparseable, empty, oversized or hostile action returns an
 observation that says what was wrong, with ``info["invalid_action"]``, never an
-exception. Envs are taken from ``rounds.list_envs()``, so an env registered
-tomorrow is covered without editing this file.
+exception. Envs are the ones ``import rounds`` registers (``BUILTIN_ENVS``), so an env
+registered tomorrow is covered without editing this file.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import gymnasium as gym
 import pytest
+from builtin_envs import builtin_env_params
 
-import rounds
 from rounds.actions import (
     MAX_JSON_DEPTH,
     InvalidAction,
@@ -26,7 +26,7 @@ from rounds.actions import (
     parse_tool_calls,
 )
 
-ENV_IDS = [entry.id for entry in rounds.list_envs()]
+ENV_IDS = builtin_env_params()
 
 HUGE_INT = "1" * 4301  # json.loads raises ValueError past Python's 4,300-digit limit
 DEEP_JSON = '{"a":' * 3000 + "1" + "}" * 3000  # 15,001 characters: RecursionError in json
