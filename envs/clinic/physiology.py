@@ -178,7 +178,7 @@ SPO2_BOUNDS = {"normal": (95.0, 100.0), "low": (90.0, 94.0), "very_low": (50.0, 
 def _spo2(m: Measurer) -> float:
     z, _ = m.noise("vitals.spo2")
     low, high = SPO2_BOUNDS[m.state["abg.pao2"].level]
-    reading = severinghaus_saturation(m.latent("abg.pao2")) + 0.7 * z
+    reading = severinghaus_saturation(m.latent("abg.pao2")) + 0.7 * max(min(z, 2.5), -2.5)
     return min(max(round(reading), low), high)
 
 
