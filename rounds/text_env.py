@@ -121,7 +121,10 @@ class TextEnv(gym.Env[str, str]):
             raise ValueError(
                 f"unknown action_mode {action_mode!r}; choose one of {', '.join(ACTION_MODES)}"
             )
-        if action_mode == "choice" and type(self).admissible_commands is TextEnv.admissible_commands:
+        if (
+            action_mode == "choice"
+            and type(self).admissible_commands is TextEnv.admissible_commands
+        ):
             raise ValueError(
                 f"{type(self).__name__} lists no admissible commands, so it has no choice "
                 "action mode; use action_mode='text'"

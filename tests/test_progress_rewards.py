@@ -160,6 +160,7 @@ def test_prover_progress_rejects_an_episode_the_env_does_not_reproduce() -> None
 def test_household_prover_progress_of_a_random_agent() -> None:
     """On Household, the expert prover's progress is 0 on turns that keep the task solvable in
     the turns left, and a noisy prover gives non-zero progress on more turns."""
+
     def factory() -> Any:
         return make("rounds/Household-v0", task_types=["pick"], max_rooms=1, max_turns=12)
 
