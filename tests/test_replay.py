@@ -823,3 +823,100 @@ async def test_follow_mode_lists_afresh_a_file_replaced_by_a_new_run(tmp_path: P
         path.write_bytes(b"".join(lines[20:25]))  # a new run started over in the same place
         await wait_for(pilot, lambda: [r.id for r in screen.view] == ids[20:25])
         assert len(screen.index.rows) == 5 and highlighted_task(screen) == task(20)
+
+
+# ------------------------------------------------------------------ screenshots
+
+
+@pytest.fixture(scope="module")
+def gui_run_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of two recorded GUI-v0 episodes (expert agent, screenshots on); the second's
+    turn-2 screen hash is altered, as if the env had changed since the run."""
+    import gymnasium as gym
+
+    import rounds  # noqa: F401  (registers the envs)
+    from rounds.agents import EpisodeSpec, run_episodes
+    from rounds.agents.scripted import ScriptedAgent
+
+    path = tmp_path_factory.mktemp("gui") / "gui_run"
+    path.mkdir()
+    specs = [EpisodeSpec(task_id=f"files.rename-validation-{i}", seed=i) for i in range(2)]
+    episodes = [
+        r.episode
+        for r in run_episodes(
+            lambda: gym.make("rounds/GUI-v0", observation="screenshot"),
+            ScriptedAgent("expert"),
+            specs,
+            env_id="rounds/GUI-v0",
+        )
+    ]
+    episodes[1].turns[0].info["screenshot_sha256"] = "0" * 64
+    (path / "episodes.jsonl").write_text(
+        "".join(e.model_dump_json() + "\n" for e in episodes), encoding="utf-8"
+    )
+    (path / "config.yaml").write_text("kind: eval\nenv_id: rounds/GUI-v0\nagent: scripted\n")
+    return path
+
+
+def turn_text(screen: EpisodeScreen) -> str:
+    """The turn pane as the user reads it."""
+    from rich.console import Console
+
+    console = Console(width=120, record=True, file=io.StringIO())
+    console.print(screen.query_one("#turn-body", Static).content)
+    return console.export_text()
+
+
+async def test_a_turn_with_a_screenshot_is_marked_and_s_saves_the_recorded_png(
+    tmp_path: Path, gui_run_source: Path, eval_run: Path
+) -> None:
+    import hashlib
+
+    from rounds.tui.screenshots import screen_hash
+
+    run = Path(shutil.copytree(gui_run_source, tmp_path / "gui_run", ignore=FIXTURE_IGNORE))
+    app = ReplayApp(run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await indexed(app, pilot)
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, EpisodeScreen) and screen.episode.num_turns >= 2
+        assert "+ screenshot" in turn_text(screen) and "s saves it as a PNG" in turn_text(screen)
+        episode = screen.episode
+        await pilot.press("j", "s")
+        await pilot.pause(0.1)
+        png = (run / "exports" / f"{episode.id}-turn2.png").read_bytes()
+        assert png.startswith(b"\x89PNG")
+        assert hashlib.sha256(png).hexdigest() == episode.turns[0].info["screenshot_sha256"]
+        assert hashlib.sha256(png).hexdigest() == screen_hash(episode, 1)
+        await pilot.press("k", "s")
+        await pilot.pause(0.1)
+        first = (run / "exports" / f"{episode.id}-turn1.png").read_bytes()
+        assert hashlib.sha256(first).hexdigest() == episode.meta["reset_info"]["screenshot_sha256"]
+        # The second episode's recorded hash no longer matches: the UI says so, writes nothing.
+        await pilot.press("n", "j", "s")
+        await pilot.pause(0.1)
+        altered = app.screen.episode  # type: ignore[attr-defined]
+        assert not (run / "exports" / f"{altered.id}-turn2.png").exists()
+        messages = [n.message for n in app._notifications]
+        assert any("differs from the recorded one" in m for m in messages), messages
+    text_only = ReplayApp(eval_run)  # a text env: no marker, and s says there is no screenshot
+    async with text_only.run_test(size=(120, 40)) as pilot:
+        await indexed(text_only, pilot)
+        await pilot.press("enter")
+        assert "+ screenshot" not in turn_text(text_only.screen)  # type: ignore[arg-type]
+        await pilot.press("s")
+        await pilot.pause(0.1)
+        assert any("had no screenshot" in n.message for n in text_only._notifications)
+        assert not (eval_run / "exports").exists()
+
+
+def test_the_replay_rebuilds_screens_through_the_env_hook_only() -> None:
+    from rounds.tui.screenshots import ScreenshotUnavailable, rebuilder
+
+    for path in Path(__file__).parent.parent.joinpath("rounds", "tui").glob("*.py"):
+        assert "envs.gui" not in path.read_text(encoding="utf-8"), path.name
+    with pytest.raises(ScreenshotUnavailable, match="does not say how"):
+        rebuilder("rounds/Household-v0")
+    with pytest.raises(ScreenshotUnavailable, match="not an env installed here"):
+        rebuilder("nobody/Nothing-v0")

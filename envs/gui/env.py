@@ -96,6 +96,8 @@ class GUIEnv(TextEnv):
         "invalid_action": 1.0,
     }
     unrecorded_info_keys = ("screenshot",)
+    #: Rebuilds a recorded episode's screens for ``rounds replay`` (episodes keep only hashes).
+    screenshot_rebuilder = "rounds.envs.gui.screenshots:episode_screenshots"
     replay_metrics = ("success", "subgoal_fraction", "invalid_actions")
     replay_series = ("potential",)
     variants: ClassVar[Mapping[str, Mapping[str, Any]]] = {

@@ -50,6 +50,8 @@ HELP = """[b]rounds replay[/b]
   n/p            next / previous episode (in the list's order)
   c              compare with the best or worst episode of the same task
   e              export the episode to Markdown (RUN_DIR/exports/)
+  s              save the turn's screenshot as a PNG (RUN_DIR/exports/);
+                 turns with one say "+ screenshot" above their observation
   escape         back to the list
 
 ?  this help      q  quit"""

@@ -13,9 +13,15 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Sparkline, Static
 
 from rounds.records import Episode
-from rounds.storage import RunDir, atomic_write_text
+from rounds.storage import RunDir, atomic_write_bytes, atomic_write_text
 from rounds.tui.export import episode_markdown
 from rounds.tui.index import EpisodeIndex, EpisodeRow
+from rounds.tui.screenshots import (
+    ScreenshotUnavailable,
+    rebuild_screens,
+    screen_hash,
+    turn_screenshot,
+)
 from rounds.tui.views import episode_header, series_names, series_values, turn_view
 
 
@@ -30,6 +36,7 @@ class EpisodeScreen(Screen[None]):
         Binding("p", "episode(-1)", "Previous episode"),
         Binding("c", "compare", "Compare"),
         Binding("e", "export", "Export"),
+        Binding("s", "screenshot", "Save screenshot"),
         Binding("escape", "back", "Back"),
         Binding("question_mark", "app.help", "Help"),
     ]
@@ -45,6 +52,8 @@ class EpisodeScreen(Screen[None]):
         self.turn = 0
         self.episode = episode
         self._series: list[str] | None = None
+        #: Rebuilt screens of the episodes whose screenshots were saved, by episode id.
+        self._screens: dict[str, list[bytes]] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -133,6 +142,30 @@ class EpisodeScreen(Screen[None]):
             self.app.notify(f"Cannot write {target}: {err}", severity="error")
             return
         self.app.notify(f"Exported to {target}")
+
+    def action_screenshot(self) -> None:
+        """Write the screenshot the agent saw at this turn to ``RUN_DIR/exports/``, rebuilt
+        by the env's hook and checked against the recorded hash."""
+        episode, turn = self.episode, self.turn
+        if screen_hash(episode, turn) is None:
+            self.app.notify(f"Turn {turn + 1} had no screenshot.", severity="warning")
+            return
+        try:
+            if episode.id not in self._screens:
+                self._screens[episode.id] = rebuild_screens(episode)
+            png = turn_screenshot(self._screens[episode.id], episode, turn)
+        except ScreenshotUnavailable as err:
+            self.app.notify(f"Cannot show this screenshot: {err}", severity="error")
+            return
+        target = (
+            RunDir(self.index.path.parent).path / "exports" / f"{episode.id}-turn{turn + 1}.png"
+        )
+        try:
+            atomic_write_bytes(target, png)
+        except OSError as err:
+            self.app.notify(f"Cannot write {target}: {err}", severity="error")
+            return
+        self.app.notify(f"Screenshot saved to {target}")
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -23,6 +23,7 @@ from rich.text import Text
 from rounds.records import Episode
 from rounds.tui.export import action_language
 from rounds.tui.index import EpisodeRow
+from rounds.tui.screenshots import SCREENSHOT_HASH_KEY, screen_hash
 
 #: Summary metrics every run has (``rounds.stats``), shown before the env's own.
 CORE_SUMMARY_METRICS = ("success", "outcome", "total_reward", "num_turns")
@@ -160,9 +161,12 @@ def turn_details(episode: Episode, index: int) -> RenderableType:
         table.add_row("advantage", f"{turn.advantage:+.4f}")
     for key, value in sorted(turn.reward_components.items()):
         table.add_row(f"  {key}", f"{value:+.4g}")
+    shot = screen_hash(episode, index)
+    if shot is not None:
+        table.add_row("screenshot", f"sha256 {shot[:16]}...  (s saves it as a PNG)")
     series = series_names(episode)
     for key in [*series, *sorted(k for k in turn.info if k not in series)]:
-        if key == "agent" or key not in turn.info:
+        if key in ("agent", SCREENSHOT_HASH_KEY) or key not in turn.info:
             continue
         shown = _info_value(turn.info[key])
         if shown is not None:
@@ -180,8 +184,11 @@ def turn_view(episode: Episode, index: int) -> RenderableType:
     if not episode.turns:
         return Text("This episode has no turns.")
     turn = episode.turns[index]
+    title = f"observation (turn {index + 1}/{episode.num_turns})"
+    if screen_hash(episode, index) is not None:
+        title += " + screenshot"
     parts: list[RenderableType] = [
-        _panel(turn.observation, f"observation (turn {index + 1}/{episode.num_turns})"),
+        _panel(turn.observation, title),
         _panel(turn.action or "(empty)", "action", action_language(turn.action)),
         turn_details(episode, index),
     ]
