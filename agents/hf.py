@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rounds.agents.base import Action, BaseAgent, Chat
+from rounds.agents.openai_agent import remember_screenshot
 from rounds.agents.tokens import ConversationTokens
 
 
@@ -18,8 +19,16 @@ class HFAgent(BaseAgent):
     sampling distribution when ``top_p=1`` and ``top_k=0`` (the defaults); the model's
     own generation defaults (a repetition penalty, top-k) are not applied.
 
+    A vision-language model (a config with a ``vision_config``, e.g. Qwen2-VL or
+    ``"tiny-vl"``) is loaded with its image processor, and sees each screenshot an
+    env returns (``info["screenshot"]``, e.g. ``rounds/GUI-v0`` in ``screenshot``
+    mode) as an image in its observation's message: image tokens in the prompt,
+    pixel values passed to ``generate``. Every image stays in the episode's one
+    token sequence. Such episodes are for evaluation: the trainer refuses the model.
+
     Args:
-        model: a local path, a hub id, or ``"tiny"``; or pass ``model_obj`` and ``tokenizer``.
+        model: a local path, a hub id, ``"tiny"`` or ``"tiny-vl"``; or pass ``model_obj`` and
+            ``tokenizer`` (and ``image_processor`` for a vision-language model).
         device, dtype: where and how to load the weights.
         max_new_tokens: longest reply per turn.
         temperature, top_p, top_k: sampling; ``temperature=0`` is greedy.
@@ -42,6 +51,7 @@ class HFAgent(BaseAgent):
         *,
         model_obj: Any = None,
         tokenizer: Any = None,
+        image_processor: Any = None,
         device: str = "cpu",
         dtype: str = "auto",
         max_new_tokens: int = 256,
@@ -56,11 +66,19 @@ class HFAgent(BaseAgent):
     ) -> None:
         from transformers import GenerationConfig
 
-        from rounds.models import load_model_and_tokenizer
+        from rounds.models import (
+            is_vision_language,
+            load_model_and_tokenizer,
+            load_vision_language_model,
+        )
 
         self.name = "hf"
         self.model = model
-        if model_obj is None:
+        if model_obj is None and is_vision_language(model):
+            model_obj, tokenizer, image_processor = load_vision_language_model(
+                model, dtype=dtype, device=device
+            )
+        elif model_obj is None:
             model_obj, tokenizer = load_model_and_tokenizer(model, dtype=dtype, device=device)
         if tokenizer is None:
             raise ValueError("pass the tokenizer together with model_obj")
@@ -80,10 +98,17 @@ class HFAgent(BaseAgent):
         self._calls = 0
         #: Wall-clock seconds spent in generation (the trainer reports it apart from env time).
         self.generation_seconds = 0.0
+        config = self.lm.config
         context = max_context_tokens or int(
-            getattr(self.lm.config, "max_position_embeddings", 32_768)
+            getattr(getattr(config, "text_config", config), "max_position_embeddings", 32_768)
         )
-        self.tokens = ConversationTokens(tokenizer, use_tools=use_tools, max_context_tokens=context)
+        self.image_processor = image_processor
+        self.tokens = ConversationTokens(
+            tokenizer,
+            use_tools=use_tools,
+            max_context_tokens=context,
+            image_processor=image_processor,
+        )
         model_defaults = self.lm.generation_config
         # Sampling must follow exactly the settings above, the distribution whose log-probs
         # are recorded: a model's own defaults (Qwen's repetition_penalty, top_k, top_p)
@@ -103,6 +128,9 @@ class HFAgent(BaseAgent):
 
     def act_batch(self, chats: Sequence[Chat]) -> list[Action]:
         started = time.perf_counter()
+        if self.image_processor is not None:
+            for chat in chats:
+                remember_screenshot(chat)
         prompts = [self.tokens.prompt(chat, self.max_new_tokens) for chat in chats]
         budget = self.max_episode_tokens
         # With a budget, a conversation that had to be cut to fit the context is over:
@@ -140,6 +168,17 @@ class HFAgent(BaseAgent):
         attention = torch.tensor(
             [[0] * (width - len(ids)) + [1] * len(ids) for ids, _, _ in prompts], device=self.device
         )
+        images = [self.tokens.images(chat) for chat in chats]
+        vision: dict[str, Any] = {}
+        if any(i is not None for i in images):
+            vision["pixel_values"] = torch.cat([i[0] for i in images if i is not None]).to(
+                self.device, dtype=self.lm.dtype
+            )
+            vision["image_grid_thw"] = torch.cat([i[1] for i in images if i is not None]).to(
+                self.device
+            )
+            # Which tokens are image tokens (1) rather than text (0): M-RoPE positions need it.
+            vision["mm_token_type_ids"] = (input_ids == self.tokens.image_token_id).int()
         greedy = self.temperature <= 0
         torch.manual_seed(self.seed * 1_000_003 + self._calls)
         self._calls += 1
@@ -160,6 +199,7 @@ class HFAgent(BaseAgent):
                     return_dict_in_generate=True,
                     output_logits=True,
                     max_time=self.timeout_s,
+                    **vision,
                 )
         finally:
             self.lm.generation_config = model_defaults

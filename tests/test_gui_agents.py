@@ -83,7 +83,7 @@ def test_no_image_parts_without_screenshots() -> None:
 
 
 def test_tool_results_get_their_image_in_a_following_user_message() -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": "s"},
         {"role": "user", "content": "first"},
         {"role": "assistant", "content": "", "tool_calls": [{"id": "c1"}]},
@@ -147,3 +147,106 @@ def test_recorded_episodes_keep_screenshot_hashes_and_the_screens_can_be_rebuilt
         episode.turns[1].info["screenshot_sha256"] = "0" * 64
         with pytest.raises(ScreenshotMismatch, match="turn 1"):
             episode_screenshots(episode)
+
+
+# ------------------------------------------------------------------ hf agent, vision-language
+
+
+@pytest.fixture(scope="module")
+def vl_agent() -> Any:
+    from rounds.agents.hf import HFAgent
+
+    return HFAgent("tiny-vl", max_new_tokens=6, seed=0)
+
+
+def test_tiny_vl_is_a_small_qwen2_vl_with_an_image_processor(vl_agent: Any) -> None:
+    from rounds.models import resolve_model, tiny_vl
+
+    assert type(vl_agent.lm).__name__ == "Qwen2VLForConditionalGeneration"
+    assert sum(p.numel() for p in vl_agent.lm.parameters()) < 1_000_000
+    assert vl_agent.image_processor is not None
+    assert resolve_model("tiny-vl") == str(tiny_vl())  # built once, then reused
+
+
+def test_hf_agent_shows_each_screenshot_to_a_vision_language_model(vl_agent: Any) -> None:
+    import torch
+
+    calls: list[dict[str, Any]] = []
+    generate = vl_agent.lm.generate
+
+    def spy(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return generate(**kwargs)
+
+    vl_agent.lm.generate = spy
+    try:
+        env = gym.make("rounds/GUI-v0", observation="screenshot", max_turns=3)
+        rollout = next(
+            iter(
+                run_episodes(
+                    lambda: env, vl_agent, [EpisodeSpec(task_id=TASK)], env_id="rounds/GUI-v0"
+                )
+            )
+        )
+    finally:
+        del vl_agent.lm.generate
+    turns = rollout.episode.num_turns
+    assert turns == len(calls) >= 2
+    pad = vl_agent.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    merge = vl_agent.image_processor.merge_size**2
+    # The screens the agent saw, rebuilt: turn t's generation gets every screen so far.
+    reference = gym.make("rounds/GUI-v0", observation="screenshot").unwrapped
+    _, info = reference.reset(options={"task_id": TASK})
+    screens = [info["screenshot"]]
+    for turn in rollout.episode.turns[:-1]:
+        screens.append(reference.step(turn.action)[4]["screenshot"])
+    for t, call in enumerate(calls):
+        grids = call["image_grid_thw"]
+        assert grids.shape == (t + 1, 3)
+        expected = vl_agent.image_processor(
+            images=[Image.open(io.BytesIO(png)).convert("RGB") for png in screens[: t + 1]],
+            return_tensors="pt",
+        )
+        torch.testing.assert_close(call["pixel_values"], expected["pixel_values"])
+        image_tokens = int((call["input_ids"] == pad).sum())
+        assert image_tokens == int(grids.prod(dim=1).sum()) // merge > 0
+    # The recorded tokens are one sequence with the image tokens in the prompt deltas, and
+    # the recorded log-probs are those of that sequence with the pixel values.
+    sequence: list[int] = []
+    sampled_at: list[tuple[int, float]] = []
+    for action in rollout.actions:
+        assert action.prompt_ids and action.token_ids and action.sampled_mask and action.logprobs
+        sequence += action.prompt_ids
+        for token, mask, logprob in zip(
+            action.token_ids, action.sampled_mask, action.logprobs, strict=True
+        ):
+            if mask:
+                sampled_at.append((len(sequence), logprob))
+            sequence.append(token)
+    assert calls[-1]["input_ids"][0].tolist() == sequence[: calls[-1]["input_ids"].shape[1]]
+    assert sequence.count(pad) == image_tokens
+    with torch.no_grad():
+        ids = torch.tensor([sequence])
+        logits = vl_agent.lm(
+            input_ids=ids,
+            pixel_values=calls[-1]["pixel_values"],
+            image_grid_thw=calls[-1]["image_grid_thw"],
+            mm_token_type_ids=(ids == pad).int(),
+        ).logits[0]
+        blank = vl_agent.lm(
+            input_ids=ids,
+            pixel_values=torch.zeros_like(calls[-1]["pixel_values"]),
+            image_grid_thw=calls[-1]["image_grid_thw"],
+            mm_token_type_ids=(ids == pad).int(),
+        ).logits[0]
+    logprobs = torch.log_softmax(logits.float(), -1)
+    for position, recorded in sampled_at:
+        assert abs(float(logprobs[position - 1, sequence[position]]) - recorded) < 2e-4
+    assert not torch.allclose(logits, blank, atol=1e-4)  # the pixels do reach the model
+
+
+def test_the_trainer_refuses_a_vision_language_model() -> None:
+    from rounds.models import load_causal_lm
+
+    with pytest.raises(ValueError, match=r"vision-language model.*Evaluate it with the hf agent"):
+        load_causal_lm("tiny-vl")

@@ -48,16 +48,53 @@ def load_tokenizer(name: str) -> Any:
     return AutoTokenizer.from_pretrained(resolve_model(name))
 
 
+def is_vision_language(name: str) -> bool:
+    """Whether ``name``'s config has a vision tower (a vision-language model such as Qwen2-VL)."""
+    from transformers import AutoConfig
+
+    _quiet()
+    config = AutoConfig.from_pretrained(resolve_model(name))
+    return getattr(config, "vision_config", None) is not None
+
+
 def load_causal_lm(
     name: str, *, dtype: str | torch.dtype = "auto", device: str | None = None
 ) -> Any:
     """The causal LM ``name`` (a local path, a hub id, ``"tiny"``, or a checkpoint's ``model/``
-    directory) in ``dtype``, moved to ``device`` when given."""
+    directory) in ``dtype``, moved to ``device`` when given.
+
+    Raises:
+        ValueError: ``name`` is a vision-language model. Its episodes hold image tokens whose
+            log-probs depend on pixel values, which the trainer's recomputation does not
+            pass; so it is refused here (the trainer's policy loader) rather than trained
+            on wrong log-probs. The ``hf`` agent loads it with
+            :func:`load_vision_language_model` for evaluation.
+    """
     from transformers import AutoModelForCausalLM
 
-    _quiet()
+    if is_vision_language(name):
+        raise ValueError(
+            f"{name} is a vision-language model; rounds trains text-only models (the trainer "
+            "does not recompute log-probs with pixel values). Evaluate it with the hf agent "
+            "(rounds eval --agent hf --model ...), or train a text model."
+        )
     model: Any = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=torch_dtype(dtype))
     return model if device is None else model.to(device)
+
+
+def load_vision_language_model(
+    name: str, *, dtype: str | torch.dtype = "auto", device: str | None = None
+) -> tuple[Any, Any, Any]:
+    """A vision-language model (``AutoModelForImageTextToText``), its tokenizer and its image
+    processor (``AutoImageProcessor``), for the ``hf`` agent."""
+    from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
+
+    _quiet()
+    path = resolve_model(name)
+    model: Any = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype(dtype))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    image_processor = AutoImageProcessor.from_pretrained(path)  # type: ignore[no-untyped-call]
+    return (model if device is None else model.to(device)), tokenizer, image_processor
 
 
 def load_model_and_tokenizer(

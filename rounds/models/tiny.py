@@ -101,22 +101,18 @@ def cache_dir() -> Path:
     return Path(root) / "models"
 
 
-def _build(directory: Path, config: dict[str, Any]) -> None:
-    import torch
+def build_tokenizer(config: dict[str, Any], special_tokens: list[str], chat_template: str) -> Any:
+    """The byte-level BPE tokenizer trained on the built-in corpus; ``special_tokens[0]``
+    pads, ``<|im_end|>`` ends a turn. Shared with :func:`rounds.models.tiny_vl.tiny_vl`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (
-        GenerationConfig,
-        PreTrainedTokenizerFast,
-        Qwen2Config,
-        Qwen2ForCausalLM,
-    )
+    from transformers import PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=config["vocab_size"],
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=special_tokens,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -127,11 +123,33 @@ def _build(directory: Path, config: dict[str, Any]) -> None:
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         unk_token=None,
-        chat_template=CHAT_TEMPLATE,
+        chat_template=chat_template,
         padding_side="left",
         model_max_length=config["max_position_embeddings"],
     )
-    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    tokenizer.add_special_tokens({"additional_special_tokens": special_tokens[1:]})
+    return tokenizer
+
+
+def neutral_generation_config(eos_token_id: int, tokenizer: Any) -> Any:
+    """Plain sampling (no top-k, no repetition penalty), stopping at the end of a turn or text."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        eos_token_id=[eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")],
+        pad_token_id=tokenizer.pad_token_id,
+        do_sample=True,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+    )
+
+
+def _build(directory: Path, config: dict[str, Any]) -> None:
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = build_tokenizer(config, SPECIAL_TOKENS, CHAT_TEMPLATE)
     torch.manual_seed(config["seed"])
     model_config = Qwen2Config(
         vocab_size=len(tokenizer),
@@ -147,13 +165,8 @@ def _build(directory: Path, config: dict[str, Any]) -> None:
         bos_token_id=None,
     )
     model = Qwen2ForCausalLM(model_config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=[model_config.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")],
-        pad_token_id=tokenizer.pad_token_id,
-        do_sample=True,
-        temperature=1.0,
-        top_p=1.0,
-        top_k=0,
+    model.generation_config = neutral_generation_config(
+        tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer
     )
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
@@ -199,7 +212,12 @@ def tiny(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Path:
 
 
 def resolve_model(name: str) -> str:
-    """``"tiny"`` to the tiny model's directory; any other name (a path or hub id) unchanged."""
+    """``"tiny"`` (``"tiny-vl"``) to the tiny (vision-language) model's directory; any other
+    name (a path or hub id) unchanged."""
     if name == "tiny":
         return str(tiny())
+    if name == "tiny-vl":
+        from rounds.models.tiny_vl import tiny_vl
+
+        return str(tiny_vl())
     return name
