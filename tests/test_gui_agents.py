@@ -194,12 +194,7 @@ def test_hf_agent_shows_each_screenshot_to_a_vision_language_model(vl_agent: Any
     assert turns == len(calls) >= 2
     pad = vl_agent.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     merge = vl_agent.image_processor.merge_size**2
-    # The screens the agent saw, rebuilt: turn t's generation gets every screen so far.
-    reference = gym.make("rounds/GUI-v0", observation="screenshot").unwrapped
-    _, info = reference.reset(options={"task_id": TASK})
-    screens = [info["screenshot"]]
-    for turn in rollout.episode.turns[:-1]:
-        screens.append(reference.step(turn.action)[4]["screenshot"])
+    screens = screens_seen(rollout.episode)  # turn t's generation gets every screen so far
     for t, call in enumerate(calls):
         grids = call["image_grid_thw"]
         assert grids.shape == (t + 1, 3)
@@ -250,3 +245,61 @@ def test_the_trainer_refuses_a_vision_language_model() -> None:
 
     with pytest.raises(ValueError, match=r"vision-language model.*Evaluate it with the hf agent"):
         load_causal_lm("tiny-vl")
+
+
+def screens_seen(episode: Any) -> list[bytes]:
+    """The screenshots the agent saw before each turn, rebuilt from the recorded actions."""
+    env = gym.make("rounds/GUI-v0", observation="screenshot").unwrapped
+    _, info = env.reset(options={"task_id": episode.task_id})
+    screens = [info["screenshot"]]
+    for turn in episode.turns[:-1]:
+        screens.append(env.step(turn.action)[4]["screenshot"])
+    return screens
+
+
+def test_batched_vl_episodes_record_the_log_probs_of_their_own_sequence(vl_agent: Any) -> None:
+    """Two episodes generated in one left-padded batch, each with its own images: each
+    episode's recorded log-probs are those of its sequence alone, with its pixels."""
+    import torch
+
+    specs = [EpisodeSpec(task_id=TASK), EpisodeSpec(task_id="files.rename-validation-0")]
+    rollouts = list(
+        run_episodes(
+            lambda: gym.make("rounds/GUI-v0", observation="screenshot", max_turns=2),
+            vl_agent,
+            specs,
+            env_id="rounds/GUI-v0",
+        )
+    )
+    pad = vl_agent.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert len(rollouts) == 2
+    for rollout in rollouts:
+        sequence: list[int] = []
+        sampled_at: list[tuple[int, float]] = []
+        for action in rollout.actions:
+            assert action.prompt_ids and action.token_ids and action.sampled_mask
+            assert action.logprobs
+            sequence += action.prompt_ids
+            for token, mask, logprob in zip(
+                action.token_ids, action.sampled_mask, action.logprobs, strict=True
+            ):
+                if mask:
+                    sampled_at.append((len(sequence), logprob))
+                sequence.append(token)
+        screens = screens_seen(rollout.episode)
+        pixels = vl_agent.image_processor(
+            images=[Image.open(io.BytesIO(png)).convert("RGB") for png in screens],
+            return_tensors="pt",
+        )
+        ids = torch.tensor([sequence])
+        with torch.no_grad():
+            logits = vl_agent.lm(
+                input_ids=ids,
+                pixel_values=pixels["pixel_values"],
+                image_grid_thw=pixels["image_grid_thw"],
+                mm_token_type_ids=(ids == pad).int(),
+            ).logits[0]
+        logprobs = torch.log_softmax(logits.float(), -1)
+        assert sampled_at
+        for position, recorded in sampled_at:
+            assert abs(float(logprobs[position - 1, sequence[position]]) - recorded) < 2e-4
