@@ -97,7 +97,8 @@ def sample_value(
     Normal values follow a normal distribution centred in the reference range
     (standard deviation a sixth of its width), as healthy people cluster around
     the middle; wide abnormal ranges (a factor of 4 or more, e.g. troponin
-    101-10000 ng/L) are sampled log-uniformly, narrower ones uniformly.
+    101-10000 ng/L) are sampled log-uniformly; mildly low or high values are
+    likeliest next to the reference limit; other ranges are sampled uniformly.
     """
     low, high = bounds if bounds is not None else feature.level_bounds(sex)[level]
     if within is not None:
@@ -111,6 +112,11 @@ def sample_value(
         value = rng.normal((ref_low + ref_high) / 2, (ref_high - ref_low) / 6)
     elif low > 0 and high / low >= 4:
         value = math.exp(rng.uniform(math.log(low), math.log(high)))
+    elif level in ("low", "high"):
+        # Mildly abnormal values are the common ones: a triangular density that is
+        # highest at the reference limit and falls to zero at the level's far end.
+        t = 1.0 - math.sqrt(1.0 - rng.uniform())
+        value = low + t * (high - low) if level == "high" else high - t * (high - low)
     else:
         value = rng.uniform(low, high)
     value = round(round(value / step) * step, feature.decimals)

@@ -74,9 +74,9 @@ class DiagGymEnv(TextEnv):
     After DiagGym (Qiu et al., 2025). The agent sees a patient's initial
     presentation (history, symptoms, vital signs) and, turn by turn, orders one
     examination and reads its result, until it commits to a final diagnosis.
-    Cases come from an explicit case model over a knowledge base of 88
+    Cases come from an explicit case model over a knowledge base of 92
     emergency and internal-medicine diagnoses (with their common and dangerous
-    mimics) and 98 examinations (labs with units and reference ranges, ECG,
+    mimics) and 101 examinations (labs with units and reference ranges, ECG,
     imaging, microbiology, bedside tests and physical examination), or from a
     DiagBench-layout file. Each generated patient has one latent physiological
     state from which every result is computed (acid-base by Henderson-Hasselbalch,
@@ -108,7 +108,7 @@ class DiagGymEnv(TextEnv):
     | ``outcome`` | final turn, the diagnosis is correct | {0, 1} |
     | ``completion`` | final turn, a diagnosis was given | {0, 0.1} |
     | ``exam_f1`` | final turn: 0.5 x F1 of the exams ordered against the reference exams | [0, 0.5] |
-    | ``info_gain`` | an exam's result changed the posterior (knowledge backend): entropy before minus after, nats (weight 0 by default) | [-ln 88, ln 88] |
+    | ``info_gain`` | an exam's result changed the posterior (knowledge backend): entropy before minus after, nats (weight 0 by default) | [-ln 92, ln 92] |
     | ``format`` | invalid reply or unavailable exam | {-invalid_action_penalty, 0} |
     | ``repeat_penalty`` | the exam was already done (weight 0 by default) | {-0.1, 0} |
     | ``cost`` | an exam was done: minus its approximate US price in dollars (weight 0 by default) | [-400, 0] |
@@ -149,7 +149,7 @@ class DiagGymEnv(TextEnv):
 
     ## Version History
     - v0: first release; the case model since has one latent physiological state
-      per case, 88 diagnoses, 98 exams, strict exam names, hit_ratio counting an exam
+      per case, 92 diagnoses, 101 exams, strict exam names, hit_ratio counting an exam
       once, and the single-step variant (bank ids are versioned by ``BANK_VERSION``).
     """
 
