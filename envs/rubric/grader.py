@@ -23,6 +23,7 @@ Two graders decide which criteria are met:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -139,10 +140,17 @@ def _clause_bounds(text: str, start: int, end: int) -> tuple[str, str]:
     return before, after[: stop.start()] if stop is not None else after
 
 
+@functools.lru_cache(maxsize=16_384)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    """A criterion pattern, compiled once: the rubrics of a case bank hold more distinct
+    patterns than :mod:`re`'s own cache keeps, so grading would recompile them every time."""
+    return re.compile(pattern, re.IGNORECASE)
+
+
 def mention_met(criterion: Criterion, text: str) -> bool:
     """Whether one of the criterion's patterns matches ``text`` in a clause that counts."""
     for pattern in criterion.patterns:
-        for match in re.finditer(pattern, text, re.IGNORECASE):
+        for match in _compiled(pattern).finditer(text):
             before, after = _clause_bounds(text, match.start(), match.end())
             if criterion.negation and (
                 _NEGATION_BEFORE.search(before) or _NEGATION_AFTER.search(after)
