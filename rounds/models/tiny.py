@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -191,12 +192,24 @@ def tiny(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Path:
         )
     config = {**TINY_DEFAULTS, **overrides}
     target = Path(path) if path is not None else cache_dir() / f"tiny-{_config_key(config)}"
+    return build_once(target, _build, config)
+
+
+def build_once(
+    target: Path, build: Callable[[Path, dict[str, Any]], None], config: dict[str, Any]
+) -> Path:
+    """``target``, built by ``build(directory, config)`` unless a complete copy is there.
+
+    The build goes to a staging folder beside ``target`` and is moved in with one rename,
+    so a reader never sees half a model, and concurrent builders of the same settings
+    (test workers, trainer processes) end with one identical copy.
+    """
     if (target / "config.json").exists() and (target / "tokenizer.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
-        _build(staging, config)
+        build(staging, config)
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)

@@ -11,8 +11,6 @@ so tests and demos can check that screenshots reach a model as pixels.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from rounds.models.tiny import (
     SPECIAL_TOKENS,
     TINY_DEFAULTS,
     _config_key,
+    build_once,
     build_tokenizer,
     cache_dir,
     neutral_generation_config,
@@ -130,20 +129,4 @@ def tiny_vl(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Pat
     config = {**TINY_VL_DEFAULTS, **overrides}
     key = _config_key({**config, "vl_template": VL_CHAT_TEMPLATE})
     target = Path(path) if path is not None else cache_dir() / f"tiny-vl-{key}"
-    if (target / "config.json").exists() and (target / "tokenizer.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        _build(staging, config)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)  # another process built the same model first
-        if not (target / "config.json").exists():
-            raise
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+    return build_once(target, _build, config)
