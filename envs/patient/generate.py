@@ -51,12 +51,19 @@ LETTERS = "ABCDE"
 LEVEL_WORDS = {"very_low": "very low", "low": "low", "high": "high", "very_high": "very high"}
 
 
+def _wording(lay: LayTable, key: str, text: str) -> tuple[str, list[str]]:
+    """The lay wording of a presentation item (its clinical text where none is listed) and
+    every term a question may use for it."""
+    entry = lay.get(key)
+    if entry is None:
+        return text, [text]
+    return entry.lay, [text, *entry.terms]
+
+
 def _symptom_fact(kb: KnowledgeBase, lay: LayTable, name: str, state: str) -> tuple[str, FactInfo]:
     text = kb.presentation.symptoms[name].text
     key = f"symptoms.{name}"
-    entry = lay.get(key)
-    plain = entry.lay if entry is not None else text
-    terms = [text, *(entry.terms if entry is not None else ())]
+    plain, terms = _wording(lay, key, text)
     if state == "present":
         return f"The patient reports {text}.", FactInfo(
             observations={key: state},
@@ -75,9 +82,7 @@ def _symptom_fact(kb: KnowledgeBase, lay: LayTable, name: str, state: str) -> tu
 def _history_fact(kb: KnowledgeBase, lay: LayTable, name: str, state: str) -> tuple[str, FactInfo]:
     text = kb.presentation.history[name].text
     key = f"history.{name}"
-    entry = lay.get(key)
-    plain = entry.lay if entry is not None else text
-    terms = [text, *(entry.terms if entry is not None else ())]
+    plain, terms = _wording(lay, key, text)
     if state == "present":
         return f"The patient has a history of {text}.", FactInfo(
             observations={key: state},
