@@ -1,0 +1,1 @@
+"""Bridges from ``rounds`` envs to other training libraries (each imports its library lazily)."""
