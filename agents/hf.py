@@ -7,8 +7,23 @@ from collections.abc import Sequence
 from typing import Any
 
 from rounds.agents.base import Action, BaseAgent, Chat
+from rounds.agents.kv_cache import (
+    CacheStats,
+    EpisodeCache,
+    generate_cache_keyword,
+    layout_batch,
+    plain_layers,
+    returned_cache,
+    reusable_length,
+    split_batch_cache,
+    weights_version,
+)
 from rounds.agents.openai_agent import remember_screenshot
 from rounds.agents.tokens import ConversationTokens
+
+#: Where an episode's :class:`EpisodeCache` lives between turns (``chat.state``, which the
+#: chat loop drops when the episode ends).
+KV_CACHE_KEY = "kv_cache"
 
 
 class HFAgent(BaseAgent):
@@ -41,6 +56,10 @@ class HFAgent(BaseAgent):
         timeout_s: a generation call running longer than this stops where it is (``max_time``);
             the cut replies end with ``finish_reason="timeout"``, so a stuck model cannot
             hold a run for ever.
+        reuse_cache: keep each live episode's KV cache between turns, so a turn prefills
+            only the tokens it added (see :mod:`rounds.agents.kv_cache`); the sampled tokens
+            and log-probs are those of a full re-prefill. Off: every turn re-encodes the
+            whole conversation. Vision-language models always re-encode.
     """
 
     batched = True
@@ -63,6 +82,7 @@ class HFAgent(BaseAgent):
         seed: int = 0,
         use_tools: bool = True,
         timeout_s: float | None = 600.0,
+        reuse_cache: bool = True,
     ) -> None:
         from transformers import GenerationConfig
 
@@ -95,6 +115,10 @@ class HFAgent(BaseAgent):
         self.top_k = top_k
         self.seed = seed
         self.max_episode_tokens = max_episode_tokens
+        self.reuse_cache = reuse_cache
+        #: Prompt tokens read from episodes' caches against those the model ran, and why
+        #: later turns were prefilled from scratch.
+        self.cache_stats = CacheStats()
         self._calls = 0
         #: Wall-clock seconds spent in generation (the trainer reports it apart from env time).
         self.generation_seconds = 0.0
@@ -145,6 +169,8 @@ class HFAgent(BaseAgent):
             for i in range(len(chats))
             if i not in live
         }
+        for i in actions:  # these episodes end here: free their caches now
+            chats[i].state.pop(KV_CACHE_KEY, None)
         if live:
             generated = self._generate(
                 [chats[i] for i in live], [prompts[i] for i in live], started
@@ -160,14 +186,20 @@ class HFAgent(BaseAgent):
     ) -> list[Action]:
         import torch
 
-        width = max(len(ids) for ids, _, _ in prompts)
+        reuse = self.reuse_cache and self.image_processor is None
+        version = weights_version(self.lm) if reuse else 0
+        held = [
+            self._held_cache(chat, prompt, version, reuse)
+            for chat, prompt in zip(chats, prompts, strict=True)
+        ]
         pad = int(self.tokenizer.pad_token_id)
-        input_ids = torch.tensor(
-            [[pad] * (width - len(ids)) + ids for ids, _, _ in prompts], device=self.device
-        )
-        attention = torch.tensor(
-            [[0] * (width - len(ids)) + [1] * len(ids) for ids, _, _ in prompts], device=self.device
-        )
+        batch = layout_batch([ids for ids, _, _ in prompts], held, pad, self.device)
+        input_ids, attention = batch.input_ids, batch.attention_mask
+        width = input_ids.shape[1]
+        cache: dict[str, Any] = {}
+        if batch.cache is not None:
+            cache[generate_cache_keyword()] = batch.cache
+        del batch, held  # the batch's cache is the only copy while generating
         images = [self.tokens.images(chat) for chat in chats]
         vision: dict[str, Any] = {}
         if any(i is not None for i in images):
@@ -200,6 +232,7 @@ class HFAgent(BaseAgent):
                     output_logits=True,
                     max_time=self.timeout_s,
                     **vision,
+                    **cache,
                 )
         finally:
             self.lm.generation_config = model_defaults
@@ -223,19 +256,62 @@ class HFAgent(BaseAgent):
         cut = new.shape[1] < self.max_new_tokens and not all(
             any(t in self.stop_ids for t in row) for row in new.tolist()
         )
+        completions = []
+        for row in new.tolist():
+            stop = next((i + 1 for i, t in enumerate(row) if t in self.stop_ids), None)
+            completions.append(row if stop is None else row[:stop])
+        if reuse:
+            self._keep_caches(chats, prompts, completions, returned_cache(out), attention, version)
         actions = []
         for row, (chat, prompt) in enumerate(zip(chats, prompts, strict=True)):
-            sampled = new[row].tolist()
-            stop = next((i + 1 for i, t in enumerate(sampled) if t in self.stop_ids), None)
-            length = len(sampled) if stop is None else stop
+            sampled = completions[row]
+            stopped = bool(sampled) and sampled[-1] in self.stop_ids
             actions.append(
                 self.tokens.action(
                     chat,
                     prompt,
-                    sampled[:length],
-                    logprobs[row, :length].tolist(),
+                    sampled,
+                    logprobs[row, : len(sampled)].tolist(),
                     latency_s=elapsed,
-                    finish_reason="timeout" if cut and stop is None else None,
+                    finish_reason="timeout" if cut and not stopped else None,
                 )
             )
         return actions
+
+    def _held_cache(
+        self, chat: Chat, prompt: tuple[list[int], list[int], bool], version: int, reuse: bool
+    ) -> tuple[EpisodeCache, int] | None:
+        """Take ``chat``'s held cache out of its state, with how many of its tokens this turn
+        can use; None (and a count of why) when the turn must be prefilled from scratch."""
+        ids, _, reset = prompt
+        held: EpisodeCache | None = chat.state.pop(KV_CACHE_KEY, None)
+        length, reason = 0, None
+        if held is not None and reuse:
+            reason = "context cut" if reset else None
+            if reason is None:
+                length, reason = reusable_length(held, ids, version, self.lm.device)
+        if reason is not None:
+            self.cache_stats.fresh_prefills[reason] += 1
+        self.cache_stats.reused_tokens += length
+        self.cache_stats.prefilled_tokens += len(ids) - length
+        return (held, length) if held is not None and length > 0 else None
+
+    def _keep_caches(
+        self,
+        chats: Sequence[Chat],
+        prompts: list[tuple[list[int], list[int], bool]],
+        completions: list[list[int]],
+        generated: Any,
+        attention: Any,
+        version: int,
+    ) -> None:
+        """Store each episode's own cache from the generation's batched one."""
+        layers = plain_layers(generated)
+        if layers is None:  # e.g. a sliding-window model: the next turns re-encode
+            self.cache_stats.fresh_prefills["model cache not reusable"] += len(chats)
+            return
+        caches = split_batch_cache(
+            layers, attention, [ids for ids, _, _ in prompts], completions, version
+        )
+        for chat, cache in zip(chats, caches, strict=True):
+            chat.state[KV_CACHE_KEY] = cache

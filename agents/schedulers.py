@@ -69,6 +69,12 @@ def _opened(
     return not_started(spec, env_id, agent, reason)
 
 
+def end_agent_state(live: LiveEpisode) -> None:
+    """Drop what the agent kept for a finished episode (``chat.state``: its token sequence, a
+    model's KV cache), so a long run holds memory only for its live episodes."""
+    live.chat.state.clear()
+
+
 @dataclass
 class _InFlight:
     """An env call running in the pool for one slot: a reset (``action`` None) or a step."""
@@ -103,6 +109,9 @@ def run_lockstep(
         if not env_ok:
             discard(envs[i])
             envs[i] = None  # a failed or hung env is not reused
+        live = slots[i]
+        if live is not None:
+            end_agent_state(live)
         slots[i] = None
         return rollout
 
@@ -247,6 +256,7 @@ def run_independent(
                     calls.abandon_hung()
             finished = record_turn(live, action, future, step_timeout_s)
             if finished is not None:
+                end_agent_state(live)
                 rollout, env_ok = finished
                 if env_ok:
                     with lock:

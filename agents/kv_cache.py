@@ -1,0 +1,213 @@
+"""Per-episode KV caches for the ``hf`` agent: a turn prefills only the tokens it added.
+
+Without a cache every turn re-encodes the whole conversation, so a 12-turn episode
+prefills its first observation 12 times and a turn costs more the later it comes.
+With one, an episode keeps the keys and values of its token sequence between turns
+(:class:`EpisodeCache`, held in ``chat.state``) and the next turn feeds the model only
+what the turn appended: the end of the last reply, the template's glue and the new
+observation, exactly the tokens recorded in the episode's sequence.
+
+How a batch of episodes of different lengths is laid out (:func:`layout_batch`).
+Episode ``i`` holds keys and values for the first ``c_i`` of its ``n_i`` tokens. With
+``C = max c_i`` and ``S = max (n_i - c_i)``, its row is
+
+    [pad] * (C - c_i) + ids[:c_i] + [pad] * (S - (n_i - c_i)) + ids[c_i:]
+
+with attention 0 on the pads. The held keys and values are right-aligned into one
+``[B, heads, C, head_dim]`` tensor per layer (zeros under the pads) and passed as the
+generation's cache, so the model runs only the last ``S`` columns. transformers'
+``generate`` takes position ids from the attention mask's running sum, so every real
+token keeps the position it has in its own sequence, matching the rotary-embedded
+keys in the cache; the pads in the middle are masked keys that cost attention width,
+not correctness. After generation :func:`split_batch_cache` copies each row's
+unpadded columns (its sequence, then the sampled tokens the model was fed back) into
+its own cache, and the batch's cache is dropped.
+
+A held cache is used only while it is still right (:func:`reusable_length`): its
+tokens are a prefix of the episode's sequence (a context cut rebuilds the sequence),
+the weights are the ones that computed it (parameters' in-place version counters,
+which ``optimizer.step()``, ``load_state_dict`` and ``copy_`` advance) and it sits on
+the model's device. Otherwise the episode is prefilled afresh.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class EpisodeCache:
+    """The keys and values of the first ``len(tokens)`` tokens of one episode's sequence."""
+
+    tokens: list[int]
+    """The token ids whose keys and values are held, in order."""
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    """Per layer, keys and values of shape ``[1, kv_heads, len(tokens), head_dim]``."""
+    weights_version: int
+    """:func:`weights_version` of the model when these were computed."""
+
+
+@dataclass
+class CacheStats:
+    """What the cache saved: tokens read from it against tokens run through the model."""
+
+    reused_tokens: int = 0
+    """Prompt tokens whose keys and values came from a held cache."""
+    prefilled_tokens: int = 0
+    """Prompt tokens the model ran (first turns, new tokens, fresh prefills)."""
+    fresh_prefills: Counter[str] = field(default_factory=Counter)
+    """Turns after the first that were prefilled from scratch, by reason."""
+
+
+@dataclass
+class CachedBatch:
+    """The inputs of one ``generate`` call over episodes that may hold caches."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    cache: Any
+    """A ``DynamicCache`` of the held keys and values, or None when no episode holds any."""
+
+
+def weights_version(model: Any) -> int:
+    """A number that changes whenever the model's parameters are changed in place.
+
+    The sum of the parameters' autograd version counters: an optimizer step, a
+    ``load_state_dict`` or a ``copy_`` under ``no_grad`` advances them (a write through
+    ``param.data`` does not, and is not a supported way to change a policy's weights).
+    """
+    return sum(int(p._version) for p in model.parameters())
+
+
+def reusable_length(
+    cache: EpisodeCache, ids: list[int], version: int, device: torch.device
+) -> tuple[int, str | None]:
+    """How many leading tokens of ``ids`` the held ``cache`` covers, and if none, why not.
+
+    At least one token is always left to run, so the model has a position to predict from.
+    """
+    if cache.weights_version != version:
+        return 0, "weights changed"
+    if any(keys.device != device for keys, _ in cache.layers):
+        return 0, "model moved to another device"
+    held = len(cache.tokens)
+    if held > len(ids) or ids[:held] != cache.tokens:
+        return 0, "sequence changed"
+    return min(held, len(ids) - 1), None
+
+
+def layout_batch(
+    prompts: Sequence[list[int]],
+    held: Sequence[tuple[EpisodeCache, int] | None],
+    pad_id: int,
+    device: Any,
+) -> CachedBatch:
+    """Rows, attention mask and batched cache for ``prompts``, where ``held[i]`` is episode
+    ``i``'s cache and how many of its tokens to use (see the module docstring's layout)."""
+    import torch
+    from transformers import DynamicCache
+
+    cached = [0 if h is None else h[1] for h in held]
+    width_cached = max(cached)
+    width_new = max(len(ids) - c for ids, c in zip(prompts, cached, strict=True))
+    rows: list[list[int]] = []
+    masks: list[list[int]] = []
+    for ids, c in zip(prompts, cached, strict=True):
+        new = len(ids) - c
+        rows.append(
+            [pad_id] * (width_cached - c) + ids[:c] + [pad_id] * (width_new - new) + ids[c:]
+        )
+        masks.append([0] * (width_cached - c) + [1] * c + [0] * (width_new - new) + [1] * new)
+    cache = None
+    if width_cached > 0:
+        template = next(h[0] for h in held if h is not None and h[1] > 0)
+        layers = []
+        for layer, (keys, values) in enumerate(template.layers):
+            parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+            for h, c in zip(held, cached, strict=True):
+                if h is None or c == 0:
+                    k = keys.new_zeros((*keys.shape[:2], width_cached, keys.shape[3]))
+                    v = values.new_zeros((*values.shape[:2], width_cached, values.shape[3]))
+                else:
+                    k, v = (t[:, :, :c] for t in h[0].layers[layer])
+                    pad = (0, 0, width_cached - c, 0)
+                    k, v = torch.nn.functional.pad(k, pad), torch.nn.functional.pad(v, pad)
+                parts.append((k, v))
+            layers.append((torch.cat([k for k, _ in parts]), torch.cat([v for _, v in parts])))
+        cache = DynamicCache(ddp_cache_data=layers)
+    return CachedBatch(
+        input_ids=torch.tensor(rows, device=device),
+        attention_mask=torch.tensor(masks, device=device),
+        cache=cache,
+    )
+
+
+def plain_layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """The per-layer keys and values of a generation's cache, or None when it is not a plain
+    full-attention cache (sliding windows, linear or shared layers, no cache at all), whose
+    columns could not be cut per episode."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer) is not DynamicLayer or layer.keys is None for layer in layers):
+        return None
+    return [(layer.keys, layer.values) for layer in layers]
+
+
+def split_batch_cache(
+    layers: list[tuple[torch.Tensor, torch.Tensor]],
+    attention_mask: torch.Tensor,
+    prompts: Sequence[list[int]],
+    completions: Sequence[list[int]],
+    version: int,
+) -> list[EpisodeCache]:
+    """Each row's own cache after a generation: its prompt's unpadded columns, then the
+    sampled tokens of ``completions[i]`` that the model was fed back (all but the batch's
+    last step)."""
+    import torch
+
+    width = attention_mask.shape[1]
+    fed_back = max(0, layers[0][0].shape[2] - width)
+    caches = []
+    for row, (ids, sampled) in enumerate(zip(prompts, completions, strict=True)):
+        kept = min(len(sampled), fed_back)
+        columns = torch.cat(
+            [
+                attention_mask[row].nonzero().squeeze(1),
+                torch.arange(width, width + kept, device=attention_mask.device),
+            ]
+        )
+        caches.append(
+            EpisodeCache(
+                tokens=list(ids) + list(sampled[:kept]),
+                layers=[
+                    (
+                        k[row : row + 1].index_select(2, columns),
+                        v[row : row + 1].index_select(2, columns),
+                    )
+                    for k, v in layers
+                ],
+                weights_version=version,
+            )
+        )
+    return caches
+
+
+def generate_cache_keyword() -> str:
+    """The name ``generate`` takes a cache by: ``cache`` (transformers 5) or
+    ``past_key_values`` (4.x, deprecated in 5)."""
+    from transformers.generation import utils
+
+    return "cache" if "cache" in getattr(utils, "ALL_CACHE_NAMES", ()) else "past_key_values"
+
+
+def returned_cache(output: Any) -> Any:
+    """The cache a ``generate(..., return_dict_in_generate=True)`` output carries, or None."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else getattr(output, "past_key_values", None)
