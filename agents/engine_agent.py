@@ -1,0 +1,91 @@
+"""Agents that sample token ids from an inference engine: vLLM in process, or a rollout server.
+
+Both keep each episode's token sequence on this side (``ConversationTokens``: the
+sampled tokens as they are, the template's rendering of each new observation
+tokenized once) and send the engine only token ids, so the tokens and log-probs
+the engine returns are exactly what the trainer trains on: no re-tokenisation.
+What differs between engines is one call, :meth:`EngineAgent.sample`: a batch of
+prompts (token ids) in, each prompt's sampled tokens, their log-probs and why
+sampling stopped out.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rounds.agents.base import Action, BaseAgent, Chat
+from rounds.agents.tokens import ConversationTokens
+
+
+@dataclass
+class Sample:
+    """One prompt's completion as an engine sampled it."""
+
+    token_ids: list[int]
+    """The sampled tokens (with the stop token when sampling stopped on one)."""
+    logprobs: list[float]
+    """``log π(token)`` of each sampled token."""
+    finish_reason: str | None = None
+    """``stop``, ``length`` or ``timeout``; ``None`` lets the tokens say (a stop token or not)."""
+
+
+class EngineAgent(BaseAgent):
+    """The shared turn of token-engine agents: build each chat's prompt, end episodes whose
+    token budget is spent, sample the rest in one batch, record the actions.
+
+    Subclasses set ``name``, ``model``, :attr:`tokens` (with its ``stop_ids``),
+    :attr:`max_new_tokens` and :attr:`max_episode_tokens`, and implement :meth:`sample`.
+    """
+
+    batched = True
+    failure: Exception | None = None
+    """The error of the last :meth:`sample` that failed (the chat loop records it in each
+    episode and goes on; a trainer re-raises it, since a dead engine ends the run)."""
+    tokens: ConversationTokens
+    max_new_tokens: int
+    max_episode_tokens: int | None = None
+
+    @abstractmethod
+    def sample(self, prompts: Sequence[list[int]]) -> list[Sample]:
+        """Sample one completion for each prompt (token ids), in order."""
+
+    def act(self, chat: Chat) -> Action:
+        return self.act_batch([chat])[0]
+
+    def act_batch(self, chats: Sequence[Chat]) -> list[Action]:
+        started = time.perf_counter()
+        prompts = [self.tokens.prompt(chat, self.max_new_tokens) for chat in chats]
+        budget = self.max_episode_tokens
+        # With a budget, a conversation that had to be cut to fit the context is over: its
+        # tokens are no longer one sequence the trainer could learn from.
+        live = [
+            i
+            for i, (ids, _, reset) in enumerate(prompts)
+            if budget is None or (not reset and len(ids) + self.max_new_tokens <= budget)
+        ]
+        actions: dict[int, Action] = {
+            i: Action(text="", end_reason=f"episode token budget ({budget}) reached")
+            for i in range(len(chats))
+            if i not in live
+        }
+        if live:
+            try:
+                samples = self.sample([prompts[i][0] for i in live])
+            except Exception as err:
+                self.failure = err
+                raise
+            elapsed = time.perf_counter() - started
+            self.generation_seconds += elapsed
+            for i, sample in zip(live, samples, strict=True):
+                actions[i] = self.tokens.action(
+                    chats[i],
+                    prompts[i],
+                    sample.token_ids,
+                    sample.logprobs,
+                    latency_s=elapsed,
+                    finish_reason=sample.finish_reason,
+                )
+        return [actions[i] for i in range(len(chats))]
