@@ -194,6 +194,11 @@ class GRPOConfig(BaseModel):
     micro_batch_size: int = Field(
         default=8, ge=1, description="Episodes per forward/backward (gradient accumulation)."
     )
+    micro_batch_tokens: int | None = Field(
+        default=16384,
+        ge=1,
+        description="Token budget of a micro-batch (episodes × its longest, padding included; episodes grouped by length); None: micro_batch_size alone.",
+    )
     clip_low: float = Field(
         default=0.2, ge=0.0, description="PPO clip: ratio lower bound 1 - clip_low."
     )

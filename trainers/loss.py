@@ -18,28 +18,69 @@ from typing import Any
 
 import torch
 
+#: Model types whose logits are exactly ``lm_head(last hidden state)``: no soft-capping or
+#: scaling after the head, so the head can be applied to chosen positions alone. Other
+#: models go through their own forward (every position's logits, then the chosen ones).
+PLAIN_HEAD_MODEL_TYPES = frozenset(
+    {"llama", "mistral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "olmo2"}
+)
+
+
+def decoder_and_head(model: Any) -> tuple[Any, Any] | None:
+    """The decoder stack and LM head of a causal LM (through a peft wrapper) whose logits are
+    the head applied to the last hidden state, or None for any other model."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    if getattr(config, "model_type", None) not in PLAIN_HEAD_MODEL_TYPES:
+        return None
+    decoder, head = base.get_decoder(), base.get_output_embeddings()
+    if decoder is None or head is None:
+        return None
+    return decoder, head
+
 
 def token_logprobs(
     model: Any,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
+    targets: torch.Tensor,
     temperature: float,
     *,
     entropy: bool = False,
     entropy_grad: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``log π(x_{i+1} | x_{≤i})`` at temperature ``T`` for every position, and optionally the entropy.
+    """``log π(x_i | x_{<i})`` at temperature ``T`` for the tokens ``targets`` marks, and
+    optionally the entropy of each of those predictions.
+
+    Only the marked positions get logits: for a plain-head model (:func:`decoder_and_head`)
+    the decoder's hidden states before each marked token are gathered and the LM head is
+    applied to them alone, so observation and prompt tokens cost no full-vocabulary row
+    (in the forward or the backward pass). The values equal the full computation.
 
     The entropy carries a gradient only with ``entropy_grad`` (an entropy bonus in the
     loss); otherwise it is computed without one, so its full-vocabulary intermediates are
-    not kept for the backward pass. Returns tensors of shape ``(batch, length − 1)``.
+    not kept for the backward pass.
+
+    Args:
+        targets: a boolean ``(batch, length)`` mask; ``targets[:, 0]`` must be False (the
+            first token has no prediction).
+
+    Returns:
+        Flat tensors of the marked tokens in row-major order, shape ``(targets.sum(),)``.
     """
-    logits = (
-        model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
-        / temperature
-    )
-    log_probs = torch.log_softmax(logits, dim=-1)
-    chosen = log_probs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    before = targets[:, 1:]  # position i − 1 predicts token i
+    parts = decoder_and_head(model)
+    if parts is None:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+        chosen_logits = logits[before]
+    else:
+        decoder, head = parts
+        hidden = decoder(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+        ).last_hidden_state
+        chosen_logits = head(hidden[:, :-1][before])
+    log_probs = torch.log_softmax(chosen_logits.float() / temperature, dim=-1)
+    chosen = log_probs.gather(-1, input_ids[:, 1:][before][:, None]).squeeze(-1)
     if not entropy:
         return chosen, None
     if entropy_grad:

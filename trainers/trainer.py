@@ -51,7 +51,14 @@ from rounds.trainers.prover import add_prover_progress
 from rounds.trainers.resume import check_resume
 from rounds.trainers.rollout import group_by_task, step_episodes
 from rounds.trainers.scoring import Scored, add_information_gain, shape_group
-from rounds.trainers.sequences import TrainSequence, build_sequence, collate, has_tokens
+from rounds.trainers.sequences import (
+    TrainSequence,
+    build_sequence,
+    collate,
+    has_tokens,
+    micro_batches,
+    trains_tokens,
+)
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -263,7 +270,7 @@ class GRPOTrainer:
             self.signal_stats["rlpr_filtered_groups"] = float(len(scored) - len(trained))
         sequences, advantage_stats = self.advantages(trained)
         update_started = time.perf_counter()
-        update_stats = self.update(sequences, step)
+        update_stats = self.update(sequences)
         timing["time_update"] = time.perf_counter() - update_started
         timing["time_step"] = time.perf_counter() - started
         metrics = step_metrics(
@@ -531,13 +538,18 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ 4. update
 
-    def update(self, sequences: list[TrainSequence], step: int) -> dict[str, float]:
+    def update(self, sequences: list[TrainSequence]) -> dict[str, float]:
         """``epochs`` passes of the clipped objective over the step's sequences, one optimizer
-        step each; a non-finite loss or gradient skips the pass's step."""
+        step each; a non-finite loss or gradient skips the pass's step.
+
+        The sequences go through :meth:`accumulate_gradients` in micro-batches grouped by
+        length (:func:`~rounds.trainers.sequences.micro_batches`: ``micro_batch_size``
+        episodes and ``micro_batch_tokens`` padded tokens at most); an episode without a
+        trained token is left out, as it adds nothing to the loss or its gradient.
+        """
         import torch
 
         config = self.config
-        totals = dict.fromkeys(("loss", "policy_loss", "kl", "entropy", "clipped", "ratio"), 0.0)
         tokens = float(sum(sum(s.loss_mask) for s in sequences))
         result = {
             "tokens_trained": tokens,
@@ -545,33 +557,23 @@ class GRPOTrainer:
             "skipped_nonfinite": 0.0,
             "learning_rate": float(self.scheduler.get_last_lr()[0]),
         }
-        if not sequences or tokens == 0:
+        names = ("policy_loss", "kl", "entropy", "clipped", "ratio")
+        totals = dict.fromkeys(("loss", *names), 0.0)
+        trained = [s for s in sequences if trains_tokens(s)]
+        if not trained or tokens == 0:
             return {**result, **dict.fromkeys(totals, 0.0), "clip_fraction": 0.0}
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        pad = int(self.tokenizer.pad_token_id)
-        for epoch in range(config.epochs):
-            order = np.random.default_rng([config.seed, step, epoch]).permutation(len(sequences))
-            finite = True
-            for start in range(0, len(order), config.micro_batch_size):
-                batch = collate(
-                    [sequences[i] for i in order[start : start + config.micro_batch_size]],
-                    pad_id=pad,
-                    device=self.device,
-                )
-                loss, stats = self._micro_batch_loss(batch, tokens)
-                if not torch.isfinite(loss):
-                    finite = False
-                    break
-                torch.autograd.backward(loss)
-                totals["loss"] += float(loss.detach()) / config.epochs
-                for key, value in (
-                    ("policy_loss", stats.policy_loss),
-                    ("kl", stats.kl),
-                    ("entropy", stats.entropy),
-                    ("clipped", stats.clipped),
-                    ("ratio", stats.ratio),
-                ):
-                    totals[key] += float(value) / tokens / config.epochs
+        batches = micro_batches(
+            [len(s.input_ids) for s in trained],
+            max_sequences=config.micro_batch_size,
+            max_tokens=config.micro_batch_tokens,
+        )
+        for _ in range(config.epochs):
+            finite, loss, sums = self.accumulate_gradients(trained, batches, tokens)
+            if finite:
+                totals["loss"] += loss / config.epochs
+                for key in names:
+                    totals[key] += sums[key] / tokens / config.epochs
             grad_norm = (
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
                 if finite
@@ -596,12 +598,41 @@ class GRPOTrainer:
             "ratio_mean": totals["ratio"],
         }
 
+    def accumulate_gradients(
+        self, sequences: list[TrainSequence], batches: list[list[int]], tokens: float
+    ) -> tuple[bool, float, dict[str, float]]:
+        """Backpropagate the loss of each micro-batch (``batches`` index ``sequences``), each
+        divided by the step's ``tokens``, so the parameters' gradients add up to the whole
+        batch's whatever the grouping.
+
+        Returns:
+            Whether every micro-batch's loss was finite (it stops at the first that is not),
+            the summed loss, and the token-weighted sums of the loss statistics.
+        """
+        import torch
+
+        pad = int(self.tokenizer.pad_token_id)
+        total = 0.0
+        sums = dict.fromkeys(("policy_loss", "kl", "entropy", "clipped", "ratio"), 0.0)
+        for indices in batches:
+            batch = collate([sequences[i] for i in indices], pad_id=pad, device=self.device)
+            loss, stats = self._micro_batch_loss(batch, tokens)
+            if not torch.isfinite(loss):
+                return False, total, sums
+            torch.autograd.backward(loss)
+            total += float(loss.detach())
+            for key in sums:
+                sums[key] += float(getattr(stats, key))
+        return True, total, sums
+
     def _micro_batch_loss(self, batch: dict[str, Any], tokens: float) -> tuple[Any, Any]:
         """The clipped loss of one micro-batch (normalised by the step's ``tokens``), under
-        bf16 autocast when training in bf16."""
+        bf16 autocast when training in bf16. Log-probs are computed for the trained tokens
+        only; the reference runs only when the loss has a KL term."""
         import torch
 
         config = self.config
+        targets = batch["targets"]
         autocast = (
             torch.autocast(device_type="cuda", dtype=self.autocast)
             if self.autocast is not None
@@ -612,6 +643,7 @@ class GRPOTrainer:
                 self.policy,
                 batch["input_ids"],
                 batch["attention_mask"],
+                targets,
                 config.temperature,
                 entropy=True,
                 entropy_grad=config.entropy_coef != 0,
@@ -619,9 +651,9 @@ class GRPOTrainer:
             ref = self._reference_logprobs(batch) if config.kl_coef > 0 else None
             return ppo_clip_loss(
                 logprobs,
-                batch["old_logprobs"][:, 1:],
-                batch["advantages"][:, 1:],
-                batch["loss_mask"][:, 1:],
+                batch["old_logprobs"][targets],
+                batch["advantages"][targets],
+                batch["loss_mask"][targets],
                 clip_low=config.clip_low,
                 clip_high=config.clip_high,
                 normalizer=tokens,
@@ -632,7 +664,8 @@ class GRPOTrainer:
             )
 
     def _reference_logprobs(self, batch: dict[str, Any]) -> Any:
-        """Log-probs under the frozen reference: the initial policy, or the LoRA base."""
+        """Log-probs of the trained tokens under the frozen reference: the initial policy, or
+        the LoRA base."""
         import torch
 
         frozen = self.reference is not None
@@ -640,7 +673,11 @@ class GRPOTrainer:
         adapter_off = contextlib.nullcontext() if frozen else self.policy.disable_adapter()
         with torch.no_grad(), adapter_off:
             ref, _ = token_logprobs(
-                model, batch["input_ids"], batch["attention_mask"], self.config.temperature
+                model,
+                batch["input_ids"],
+                batch["attention_mask"],
+                batch["targets"],
+                self.config.temperature,
             )
         return ref
 
