@@ -68,7 +68,7 @@ from rounds.text_env import EpisodeEnd, StepResult, TextEnv
 
 #: Qwen2.5 shapes (from the models' published configs). Both tie the input embedding to the
 #: LM head: 0.49B and 1.54B parameters, as their model cards count them.
-SHAPES: dict[str, dict[str, int]] = {
+SHAPES: dict[str, dict[str, Any]] = {
     "qwen2.5-0.5b": {
         "hidden_size": 896,
         "intermediate_size": 4864,
@@ -271,7 +271,7 @@ def build_model(shape: str, tokenizer: Any, device: str, row: dict[str, Any]) ->
     )
     torch.manual_seed(0)
     with torch.device(device):
-        model = Qwen2ForCausalLM(config)
+        model: Any = Qwen2ForCausalLM(config)
     model.generation_config = neutral_generation_config(eos, tokenizer)
     row["params"] = parameter_count(model)
     return model.eval()
@@ -309,7 +309,7 @@ def hf_agent(
     """
     from rounds.agents.hf import HFAgent
 
-    flag: dict[str, bool] = {}
+    flag: dict[str, Any] = {}
     if "reuse_cache" in inspect.signature(HFAgent.__init__).parameters:
         flag["reuse_cache"] = reuse
     elif reuse:
@@ -458,14 +458,12 @@ def train_part(bench: Bench, model: Any, rollouts: list[Any] | None, row: dict[s
         )
         with peak_memory(row, bench.device):
             trainer = GRPOTrainer(model, config=config, tokenizer=bench.tokenizer)
-            # update(sequences), or update(sequences, step) in trees before the packed update.
-            takes_step = "step" in inspect.signature(trainer.update).parameters
             times: list[float] = []
-            for step in range(work.train_steps + 1):
+            for _ in range(work.train_steps + 1):
                 if cuda:
                     torch.cuda.synchronize()
                 started = time.perf_counter()
-                stats = trainer.update(sequences, step) if takes_step else trainer.update(sequences)
+                stats = trainer.update(sequences)
                 if cuda:
                     torch.cuda.synchronize()
                 times.append(time.perf_counter() - started)
@@ -542,13 +540,13 @@ def run_shape(bench: Bench, shape: str) -> None:
     base["params"] = parameter_count(model)
     rollouts = None
     for reuse in (False, True):
-        result = run_part(
-            bench,
-            needs_s,
-            {**base, "part": "generate", "reuse_cache": reuse},
-            lambda row, reuse=reuse: generate_part(bench, model, reuse, row),
+
+        def generate(row: dict[str, Any], reuse: bool = reuse) -> list[Any]:
+            return generate_part(bench, model, reuse, row)
+
+        rollouts = rollouts or run_part(
+            bench, needs_s, {**base, "part": "generate", "reuse_cache": reuse}, generate
         )
-        rollouts = rollouts or result
     run_part(
         bench,
         needs_s,
