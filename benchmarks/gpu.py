@@ -544,9 +544,10 @@ def run_shape(bench: Bench, shape: str) -> None:
         def generate(row: dict[str, Any], reuse: bool = reuse) -> list[Any]:
             return generate_part(bench, model, reuse, row)
 
-        rollouts = rollouts or run_part(
+        result = run_part(
             bench, needs_s, {**base, "part": "generate", "reuse_cache": reuse}, generate
         )
+        rollouts = rollouts or result
     run_part(
         bench,
         needs_s,
