@@ -97,7 +97,12 @@ def test_case_bank_is_reproducible_and_split(kb: KnowledgeBase) -> None:
         "recommended_exam_names",
         "key_pertinent_results_dict",
     }
-    assert list(first.key_pertinent_results_dict) == first.recommended_exam_names
+    # the record also carries the full history and the vital signs (lookup mode answers them)
+    assert list(first.key_pertinent_results_dict) == [
+        *first.recommended_exam_names,
+        "Medical history",
+        "Vital signs",
+    ]
     diagnoses = {C.sample_case(kb, i).diagnosis for i in ids["train"]}
     assert len(diagnoses) >= 40  # the bank covers nearly every diagnosis
 
@@ -108,6 +113,7 @@ def small_kb() -> KnowledgeBase:
         {
             "negative_report_rate": 0.2,
             "positive_report_rate": 0.6,
+            "volunteer_rate": 0.25,
             "symptom_rate": 0.1,
             "history_rate": 0.1,
             "age_bands": {"young": [18, 40], "old": [41, 90]},
@@ -211,7 +217,10 @@ def brute_force_posterior(kb: KnowledgeBase, observed: dict[str, str]) -> np.nda
         raise KeyError(observed)
     for d in range(len(kb.diseases)):
         for assignment in itertools.product(*[kb.tables[k].levels for k in keys]):
-            if any(observed.get(k, v) != v for k, v in zip(keys, assignment, strict=True)):
+            if any(
+                k in observed and v not in kb.tables[k].groups[observed[k]]
+                for k, v in zip(keys, assignment, strict=True)
+            ):
                 continue
             p = kb.prior[d]
             for k, v in zip(keys, assignment, strict=True):
@@ -243,6 +252,51 @@ def test_posterior_matches_brute_force_enumeration() -> None:
     assert checked >= 12
 
 
+def test_a_coarse_observation_refined_later_matches_brute_force() -> None:
+    """Triage tells only ``not_volunteered``; the history's finer report replaces it exactly."""
+    kb = small_kb()
+    table = kb.tables["symptoms.cough"]
+    assert table.levels == ("volunteered", "present", "denied", "unmentioned")
+    for fine in ("present", "denied", "unmentioned"):
+        for other in ({}, {"complaint": "pain"}, {"lab.x": "high", "sex": "female"}):
+            posterior = Posterior(kb)
+            posterior.observe_all(other)
+            assert posterior.observe("symptoms.cough", "not_volunteered")
+            np.testing.assert_allclose(
+                posterior.probs,
+                brute_force_posterior(kb, {**other, "symptoms.cough": "not_volunteered"}),
+                rtol=1e-9,
+            )
+            assert posterior.pending("symptoms.cough") is not None
+            assert posterior.observe("symptoms.cough", fine)
+            assert posterior.pending("symptoms.cough") is None
+            np.testing.assert_allclose(
+                posterior.probs,
+                brute_force_posterior(kb, {**other, "symptoms.cough": fine}),
+                rtol=1e-9,
+            )
+            assert not posterior.observe("symptoms.cough", "not_volunteered")  # coarser: no news
+            with pytest.raises(ValueError, match="contradicts"):
+                posterior.observe("symptoms.cough", "volunteered")
+
+
+def test_pending_is_the_conditional_table_given_what_is_known() -> None:
+    kb = small_kb()
+    posterior = Posterior(kb)
+    np.testing.assert_array_equal(
+        posterior.pending("symptoms.cough"), kb.tables["symptoms.cough"].probs
+    )
+    posterior.observe("symptoms.cough", "not_volunteered")
+    pending = posterior.pending("symptoms.cough")
+    assert pending is not None
+    np.testing.assert_allclose(pending.sum(axis=1), 1.0)
+    assert (pending[:, 0] == 0).all()  # a symptom not volunteered was not volunteered
+    probs = kb.tables["symptoms.cough"].probs
+    np.testing.assert_allclose(
+        pending[:, 1:], probs[:, 1:] / probs[:, 1:].sum(axis=1, keepdims=True)
+    )
+
+
 def test_sampled_cases_are_calibrated_against_the_posterior(kb: KnowledgeBase) -> None:
     """Cases are drawn from the model the posterior assumes: E[P(truth | x)] = E[Σ_d P(d | x)²]."""
     truth_probability, self_agreement = [], []
@@ -250,7 +304,7 @@ def test_sampled_cases_are_calibrated_against_the_posterior(kb: KnowledgeBase) -
         case = C.sample_case(kb, f"calibration-{i}")
         posterior = Posterior(kb)
         posterior.observe_all(case.observations())
-        for exam_id in ("cbc", "ecg", "abg"):
+        for exam_id in ("history", "vitals", "cbc", "ecg", "abg"):
             posterior.observe_all(C.exam_observations(kb, case, exam_id))
         truth_probability.append(posterior.probability(case.diagnosis))
         self_agreement.append(float((posterior.probs**2).sum()))

@@ -72,23 +72,32 @@ def random_policy(env: TextEnv, rng: np.random.Generator) -> str:
 def expected_information_gain(
     posterior: Posterior, exam_id: str, rng: np.random.Generator, samples: int = BAYES_SAMPLES
 ) -> float:
-    """``H(D) − E_y[H(D | y)]`` for the exam's unobserved features, by Monte Carlo over outcomes.
+    """``H(D) − E_y[H(D | y)]`` for what the exam can still tell, by Monte Carlo over outcomes.
 
     Outcomes are drawn from the posterior predictive: a diagnosis from the
-    posterior, then each feature's level given it.
+    posterior, then each feature's level given it and what is already known of
+    the feature (the full history can still tell whether a symptom the patient did
+    not volunteer is present, denied or not mentioned).
     """
     kb = posterior.kb
-    keys = [k for k in kb.exam_features[exam_id] if k not in posterior.observed]
-    if not keys:
+    complaint, sex = posterior.observed.get("complaint"), posterior.observed.get("sex")
+    keys = (
+        kb.exam_keys(exam_id, complaint, "female" if sex == "female" else "male")
+        if complaint is not None and sex is not None
+        else kb.exam_features[exam_id]
+    )
+    pending = [table for table in map(posterior.pending, keys) if table is not None]
+    if not pending:
         return 0.0
     probs = posterior.probs
     diagnoses = rng.choice(len(probs), size=samples, p=probs)
     log_after = np.tile(posterior.log_weights, (samples, 1))
-    for key in keys:
-        table = kb.tables[key]
-        u = rng.random(samples)[:, None] * table.cumulative[diagnoses, -1:]
-        levels = np.minimum((table.cumulative[diagnoses] <= u).sum(axis=1), len(table.levels) - 1)
-        log_after += table.log_probs[:, levels].T
+    for conditional in pending:
+        cumulative = np.cumsum(conditional[diagnoses], axis=1)
+        u = rng.random(samples)[:, None] * cumulative[:, -1:]
+        levels = np.minimum((cumulative <= u).sum(axis=1), conditional.shape[1] - 1)
+        with np.errstate(divide="ignore"):
+            log_after += np.log(conditional[:, levels]).T
     top = log_after.max(axis=1, keepdims=True)
     weights = np.exp(log_after - top)
     after = weights / weights.sum(axis=1, keepdims=True)

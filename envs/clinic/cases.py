@@ -1,7 +1,12 @@
 """The case model: sampling patients from the knowledge base, and case banks.
 
-A generated :class:`Case` is a diagnosis, its initial presentation and one
-latent physiological state (:mod:`.physiology`), all drawn from the case's id;
+A generated :class:`Case` is a diagnosis, its history (every symptom and
+history item as a full history records it, and which symptoms the patient
+volunteered at triage) and one latent physiological state (:mod:`.physiology`),
+all drawn from the case's id. The presentation is the triage note (chief
+complaint, age, sex and the symptoms the patient volunteered); the full history
+and the vital signs are exams (``history``, ``vitals``) reported from the same
+case, so they never contradict it;
 every exam result is computed from that state (with the case's fixed assay
 noise), so results agree with each other and a result is the same whenever and
 however often it is asked for. :func:`to_record` writes a case in DiagBench's
@@ -25,6 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rounds.envs.clinic.knowledge import (
     FLAGS,
+    HISTORY_REPORTS,
+    NOT_VOLUNTEERED,
+    SYMPTOM_REPORTS,
     CategoricalFeature,
     FindingFeature,
     KnowledgeBase,
@@ -56,22 +64,35 @@ class Case:
     sex: Sex
     complaint: str
     symptoms: dict[str, str]
-    """Each symptom asked about: ``present``, ``denied`` or ``unmentioned`` (the complaint's own
-    symptoms and those of the other sex are not listed)."""
+    """Each symptom as the full history records it: ``present``, ``denied`` or ``unmentioned``
+    (the complaint's own symptoms and those of the other sex are not listed)."""
     history: dict[str, str]
     state: dict[str, Latent]
     """Every latent variable's level and value; every result is computed from it."""
     noise: dict[str, tuple[float, float]]
     """Fixed random draws of each derived value (assay noise, compensation)."""
-    vital_keys: tuple[str, ...] = ()
-    """The latent variables the vital signs reveal."""
+    volunteered: tuple[str, ...] = ()
+    """The present symptoms the patient volunteered at triage (the rest are elicited)."""
 
     def observations(self) -> dict[str, str]:
-        """Every presentation feature's observed level, keyed as in the knowledge base."""
+        """What the triage note tells, keyed as in the knowledge base: demographics, the
+        complaint and each symptom ``volunteered`` or ``not_volunteered``."""
         obs = {"age_band": self.age_band, "sex": self.sex, "complaint": self.complaint}
-        obs.update({f"symptoms.{k}": v for k, v in self.symptoms.items()})
+        obs.update(
+            {
+                f"symptoms.{k}": "volunteered" if k in self.volunteered else NOT_VOLUNTEERED
+                for k in self.symptoms
+            }
+        )
+        return obs
+
+    def history_observations(self) -> dict[str, str]:
+        """What the full history tells: every symptom's and history item's report."""
+        obs = {
+            f"symptoms.{k}": "volunteered" if k in self.volunteered else v
+            for k, v in self.symptoms.items()
+        }
         obs.update({f"history.{k}": v for k, v in self.history.items()})
-        obs.update({k: self.state[k].level for k in self.vital_keys})
         return obs
 
 
@@ -154,16 +175,21 @@ def sample_case(kb: KnowledgeBase, note_id: str, *, disease_id: str | None = Non
     sex: Sex = "female" if level_of("sex") == "female" else "male"
     complaint = level_of("complaint")
     own = set(p.complaint_symptoms.get(complaint, ()))
-    reported = _draw_reports(kb.report_cumulative("symptoms", complaint)[:, d, :], rng)
-    symptoms = {
-        name: level
+    reported = _draw_reports(
+        kb.report_cumulative("symptoms", complaint)[:, d, :], SYMPTOM_REPORTS, rng
+    )
+    asked = [
+        (name, level)
         for (name, item), level in zip(p.symptoms.items(), reported, strict=True)
         if name not in own and item.sex in (None, sex)
-    }
+    ]
+    # A volunteered symptom is one the history records as present.
+    symptoms = {name: "present" if level == "volunteered" else level for name, level in asked}
+    volunteered = tuple(name for name, level in asked if level == "volunteered")
     history = dict(
         zip(
             p.history,
-            _draw_reports(kb.report_cumulative("history", None)[:, d, :], rng),
+            _draw_reports(kb.report_cumulative("history", None)[:, d, :], HISTORY_REPORTS, rng),
             strict=True,
         )
     )
@@ -179,18 +205,17 @@ def sample_case(kb: KnowledgeBase, note_id: str, *, disease_id: str | None = Non
         history,
         state,
         noise,
-        tuple(kb.vital_features),
+        volunteered,
     )
 
 
-REPORT_LEVELS = ("present", "denied", "unmentioned")
-
-
-def _draw_reports(cumulative: np.ndarray, rng: np.random.Generator) -> list[str]:
-    """One report level per item from its ``(items, 3)`` cumulative probabilities."""
+def _draw_reports(
+    cumulative: np.ndarray, levels: tuple[str, ...], rng: np.random.Generator
+) -> list[str]:
+    """One report level per item from its ``(items, levels)`` cumulative probabilities."""
     u = rng.random(len(cumulative)) * cumulative[:, -1]
-    drawn = np.minimum((cumulative <= u[:, None]).sum(axis=1), 2)
-    return [REPORT_LEVELS[int(i)] for i in drawn]
+    drawn = np.minimum((cumulative <= u[:, None]).sum(axis=1), len(levels) - 1)
+    return [levels[int(i)] for i in drawn]
 
 
 def sample_state(
@@ -273,7 +298,7 @@ def measurer(kb: KnowledgeBase, case: Case) -> Measurer:
 
 
 def vital_signs(kb: KnowledgeBase, case: Case) -> dict[str, tuple[str, float]]:
-    """Each vital sign's level and value, as reported at presentation."""
+    """Each vital sign's level and value (what the ``vitals`` exam reports)."""
     values = {}
     for name in kb.presentation.vitals:
         (result,) = feature_results(kb, case, [f"vitals.{name}"])
@@ -316,8 +341,9 @@ def feature_results(kb: KnowledgeBase, case: Case, keys: Sequence[str]) -> list[
 
 
 def exam_result(kb: KnowledgeBase, case: Case, exam_id: str) -> list[FeatureResult]:
-    """The results of ``exam_id`` for ``case``: the same on every call, in any order."""
-    if not exam_applies(kb, case, exam_id):
+    """The results of ``exam_id`` for ``case``: the same on every call, in any order (none for
+    the history, whose report is :func:`render_history`)."""
+    if not exam_applies(kb, case, exam_id) or kb.exams[exam_id].kind == "history":
         return []
     keys = [k for k in kb.exam_display[exam_id] if not getattr(kb.features[k], "hidden", False)]
     return feature_results(kb, case, keys)
@@ -327,7 +353,16 @@ def exam_observations(kb: KnowledgeBase, case: Case, exam_id: str) -> dict[str, 
     """The latent levels ``exam_id`` reveals to the posterior (none for an exam that does not apply)."""
     if not exam_applies(kb, case, exam_id):
         return {}
+    if kb.exams[exam_id].kind == "history":
+        return case.history_observations()
     return {key: case.state[key].level for key in kb.exam_features[exam_id]}
+
+
+def exam_report(kb: KnowledgeBase, case: Case, exam_id: str) -> str:
+    """The report of ``exam_id`` for ``case``: a lab or imaging report, or the full history."""
+    if kb.exams[exam_id].kind == "history":
+        return render_history(kb, case)
+    return render_result(kb, exam_id, exam_result(kb, case, exam_id), case.sex)
 
 
 def render_result(
@@ -376,18 +411,47 @@ def _join(items: list[str], conjunction: str = "and") -> str:
     return ", ".join(items[:-1]) + f", {conjunction} " + items[-1]
 
 
+def _article(age: int) -> str:
+    return "An" if str(age).startswith("8") or age in (11, 18) else "A"
+
+
 def render_summary(kb: KnowledgeBase, case: Case) -> str:
-    """The initial presentation, in the layout of DiagAgent's initial inquiry."""
+    """The initial presentation: a triage note in the layout of DiagAgent's initial inquiry.
+
+    It holds the chief complaint, age, sex and the symptoms the patient
+    volunteered. Associated symptoms, pertinent negatives and the past medical
+    history are elicited by the ``history`` exam (:func:`render_history`); the
+    vital signs are measured by the ``vitals`` exam, with the physical examination.
+    """
     p = kb.presentation
     he = "She" if case.sex == "female" else "He"
     person = "woman" if case.sex == "female" else "man"
     complaint = p.complaints[case.complaint]
     # The complaint's own symptoms are not in case.symptoms: never reported twice, never denied.
+    volunteered = [p.symptoms[s].text for s in case.volunteered]
+    hpi = f"{_article(case.age)} {case.age}-year-old {person} presents with {complaint}."
+    if volunteered:
+        hpi += f" {he} also mentions {_join(volunteered)}."
+    sex = "F" if case.sex == "female" else "M"
+    return (
+        f"- Patient Information: {case.age} y/o {sex}\n"
+        f"- Chief Complaint: {complaint}\n"
+        f"- History of Present Illness: {hpi}\n"
+        "- Not yet done: the full history (order Medical history), the vital signs (order "
+        "Vital signs) and the physical examination."
+    )
+
+
+def render_history(kb: KnowledgeBase, case: Case) -> str:
+    """The full history (the ``history`` exam's report): every symptom the history records as
+    present (the volunteered ones too) or denied, and the past medical history."""
+    p = kb.presentation
+    he = "She" if case.sex == "female" else "He"
+    complaint = p.complaints[case.complaint]
     reported = [p.symptoms[s].text for s, v in case.symptoms.items() if v == "present"]
     denied = [p.symptoms[s].text for s, v in case.symptoms.items() if v == "denied"]
-    article = "An" if str(case.age).startswith("8") or case.age in (11, 18) else "A"
-    hpi = f"{article} {case.age}-year-old {person} presents with {complaint}."
-    hpi += f" {he} reports {_join(reported)}." if reported else f" {he} reports no other symptoms."
+    hpi = f"Besides {complaint}, {he.lower()} reports {_join(reported)}." if reported else ""
+    hpi = hpi or f"{he} reports no symptoms besides {complaint}."
     if denied:
         hpi += f" {he} denies {_join(denied, 'or')}."
     past = [p.history[h].text for h, v in case.history.items() if v == "present"]
@@ -395,22 +459,7 @@ def render_summary(kb: KnowledgeBase, case: Case) -> str:
     pmh = (_join(past)[0].upper() + _join(past)[1:] + ".") if past else "None reported."
     if negatives:
         pmh += f" No history of {_join(negatives, 'or')}."
-    vitals = []
-    for name, (_, value) in vital_signs(kb, case).items():
-        feature = p.vitals[name]
-        text = format_value(feature, value)
-        if name == "systolic_bp":
-            text = f"{text}/{round(0.55 * value + 8)}"
-        unit = feature.unit if feature.unit in ("%", "/min") else f" {feature.unit}"
-        vitals.append(f"{feature.name.split(' (')[0].lower()} {text}{unit}")
-    sex = "F" if case.sex == "female" else "M"
-    return (
-        f"- Patient Information: {case.age} y/o {sex}\n"
-        f"- Chief Complaint: {complaint}\n"
-        f"- History of Present Illness: {hpi}\n"
-        f"- Past Medical History: {pmh}\n"
-        f"- Vital Signs: {', '.join(vitals)} (room air)."
-    )
+    return f"History of present illness: {hpi}\nPast medical history: {pmh}"
 
 
 # ---------------------------------------------------------------- records and banks
@@ -461,9 +510,10 @@ def to_record(kb: KnowledgeBase, case: Case, split: str | None = None) -> CaseRe
         case_summary=render_summary(kb, case),
         final_diagnosis=kb.disease(case.diagnosis).name,
         recommended_exam_names=[kb.exams[e].name for e in workup],
+        # The full history and vital signs are results the record carries (DiagBench's own
+        # summaries hold them), so lookup mode answers them too; they are not recommended exams.
         key_pertinent_results_dict={
-            kb.exams[e].name: render_result(kb, e, exam_result(kb, case, e), case.sex)
-            for e in workup
+            kb.exams[e].name: exam_report(kb, case, e) for e in [*workup, *kb.encounter_exams]
         },
         split=split,
         diagnosis_id=case.diagnosis,

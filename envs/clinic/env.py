@@ -72,8 +72,9 @@ class DiagGymEnv(TextEnv):
 
     ## Description
     After DiagGym (Qiu et al., 2025). The agent sees a patient's initial
-    presentation (history, symptoms, vital signs) and, turn by turn, orders one
-    examination and reads its result, until it commits to a final diagnosis.
+    presentation (a triage note) and, turn by turn, orders one examination (the
+    full history and the vital signs among them) and reads its result, until it
+    commits to a final diagnosis.
     Cases come from an explicit case model over a knowledge base of 92
     emergency and internal-medicine diagnoses (with their common and dangerous
     mimics) and 101 examinations (labs with units and reference ranges, ECG,
@@ -95,7 +96,11 @@ class DiagGymEnv(TextEnv):
     first is ordered.
 
     ## Observation Space
-    Text: the case summary on reset; then ``Exam name: ... Exam results: ...``.
+    Text: on reset the triage note (age, sex, chief complaint and the symptoms the
+    patient volunteered; generated cases), then ``Exam name: ... Exam results: ...``.
+    The full history (``Medical history``: associated symptoms, pertinent negatives,
+    past medical history) and the ``Vital signs`` are orderable items like the
+    physical examinations, reported from the same hidden case.
 
     ## Rewards
     The weighted sum of the components. Default weights reproduce DiagAgent's
@@ -124,7 +129,9 @@ class DiagGymEnv(TextEnv):
     diagnosis. ``info["metrics"]``: ``success`` (= ``diagnosis_correct``), ``diagnosis_given``,
     ``exam_precision``, ``exam_recall``, ``exam_f1``, ``hit_ratio`` (exam turns whose
     exam was a first order of an exam the case has; repeats are misses; when an exam
-    was ordered), ``exams_ordered``, ``total_cost``, and with the posterior
+    was ordered), ``exams_ordered``, ``history_taken``, ``total_cost`` (the history
+    and the vital signs are not tests: exam F1, the hit ratio and ``exams_ordered``
+    leave them out), and with the posterior
     ``final_entropy`` and ``truth_probability``. ``info["answer"]`` is the true
     diagnosis; ``info["posterior_entropy"]`` the posterior's entropy (knowledge backend).
 
@@ -140,7 +147,8 @@ class DiagGymEnv(TextEnv):
       chat endpoint; the examiner decides when it fails).
     - ``accept_broader``: accept a broader term of the truth ("ACS" for STEMI); default False.
     - ``single_step``: DiagGym's single-turn evaluation (variant ``single-step``): the
-      observation holds the case and the results of the first k exams of the
+      observation holds the case (with its history and vital signs, as the paper's
+      case summaries do) and the results of the first k exams of the
       reference workup (k fixed per case, uniform over 0..all), and the agent makes one
       move. An exam scores ``hit_ratio`` 1 if it is a reference exam not yet done; a
       diagnosis scores ``diagnosis_correct``. ``success`` is either; max_turns is 1.
@@ -150,7 +158,9 @@ class DiagGymEnv(TextEnv):
     ## Version History
     - v0: first release; the case model since has one latent physiological state
       per case, 92 diagnoses, 101 exams, strict exam names, hit_ratio counting an exam
-      once, and the single-step variant (bank ids are versioned by ``BANK_VERSION``).
+      once, and the single-step variant (bank ids are versioned by ``BANK_VERSION``);
+      the presentation is now a triage note, with the full history and the vital
+      signs orderable items.
     """
 
     reward_component_names = (
@@ -270,8 +280,11 @@ class DiagGymEnv(TextEnv):
     def system_prompt(self) -> str:
         exams = ", ".join(exam.name for exam in self.kb.exams.values())
         return (
-            "You are a physician in an emergency department. You see a patient's initial presentation "
-            "and may order examinations one at a time; each result is reported back to you. When you have "
+            "You are a physician in an emergency department. You see a patient's triage note (age, sex, "
+            "chief complaint and what the patient volunteered) and may order examinations one at a time; "
+            "each result is reported back to you. Taking the full history (Medical history), measuring "
+            "the vital signs (Vital signs) and each physical examination are ordered the same way, one "
+            "turn each. When you have "
             "enough information, commit to one final diagnosis. You have at most "
             f"{self.max_turns} turns, and your last turn must be the diagnosis.\n\n"
             "Each turn, reply in one of these formats.\n"
@@ -367,8 +380,15 @@ class DiagGymEnv(TextEnv):
         )
         rng = np.random.default_rng(stable_seed("single-step", task_id))
         self.exams_given = int(rng.integers(0, len(names) + 1))
+        # The paper's case summary holds the history and the vital signs: given, as done.
+        encounter = [
+            self.kb.exams[e].name
+            for e in self.kb.encounter_exams
+            if self.patient.case is not None
+            or self.kb.exams[e].name in record.key_pertinent_results_dict
+        ]
         lines = []
-        for name in names[: self.exams_given]:
+        for name in [*encounter, *names[: self.exams_given]]:
             request, _ = self._resolve_request(name) or (
                 ExamRequest(
                     None, name, name if name in record.key_pertinent_results_dict else None
@@ -484,10 +504,14 @@ class DiagGymEnv(TextEnv):
                 terminated=True,
                 info={"answer": self._answer(), **self._posterior_info()},
             )
-        self.exam_turns += 1
-        # A hit is a first order of an exam the case has; a repeat is never a hit.
-        if key not in self._results and (key in self.reference or request.record_name is not None):
-            self.hits += 1
+        # A hit is a first order of an exam the case has; a repeat is never a hit. The history
+        # and the vital signs are no tests: they count in neither the hit ratio nor exam F1.
+        if key not in self.kb.encounter_exams:
+            self.exam_turns += 1
+            if key not in self._results and (
+                key in self.reference or request.record_name is not None
+            ):
+                self.hits += 1
         if key in self._results:
             text = self._results[key]
             components["repeat_penalty"] = REPEAT_PENALTY
@@ -562,7 +586,8 @@ class DiagGymEnv(TextEnv):
         record = self.patient.record
         given = self.diagnosis is not None
         correct = self._judge_diagnosis()
-        ordered, reference = set(self.ordered), set(self.reference)
+        ordered = set(self.ordered) - set(self.kb.encounter_exams)
+        reference = set(self.reference)
         overlap = len(ordered & reference)
         if not ordered and not reference:
             precision = recall = 1.0
@@ -577,7 +602,10 @@ class DiagGymEnv(TextEnv):
             "exam_precision": precision,
             "exam_recall": recall,
             "exam_f1": f1,
-            "exams_ordered": float(len(self.ordered)),
+            "exams_ordered": float(len(ordered)),
+            "history_taken": float(
+                any(self.kb.exams[e].kind == "history" for e in set(self.ordered) - ordered)
+            ),
             "total_cost": self.total_cost,
         }
         if self.exam_turns:

@@ -50,6 +50,12 @@ FINDING_FLOOR = 0.01
 REPORT_FLOOR = 0.002
 
 LEVEL_ORDER = ("very_low", "low", "normal", "high", "very_high")
+#: A history item's report: recorded as present, denied, or not mentioned.
+HISTORY_REPORTS = ("present", "denied", "unmentioned")
+#: A symptom's report: volunteered at triage, present when asked (elicited), denied, not mentioned.
+SYMPTOM_REPORTS = ("volunteered", "present", "denied", "unmentioned")
+#: What the triage note tells of every symptom the patient did not volunteer.
+NOT_VOLUNTEERED = "not_volunteered"
 FLAGS = {"very_low": "LL", "low": "L", "normal": "", "high": "H", "very_high": "HH"}
 
 Sex = Literal["female", "male"]
@@ -175,7 +181,20 @@ class Exam(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    kind: Literal["lab", "microbiology", "bedside", "procedure", "ecg", "imaging", "physical"]
+    kind: Literal[
+        "lab",
+        "microbiology",
+        "bedside",
+        "procedure",
+        "ecg",
+        "imaging",
+        "physical",
+        "history",
+        "vitals",
+    ]
+    """``history``: the full history (HPI, review of systems, past medical history), which
+    reports the case's symptom and history items; ``vitals``: the presentation's vital
+    signs. Neither has features of its own."""
     cost: float = Field(ge=0)
     synonyms: list[str] = Field(default_factory=list)
     features: dict[str, NumericFeature | CategoricalFeature | FindingFeature] = Field(
@@ -230,6 +249,9 @@ class Presentation(BaseModel):
 
     negative_report_rate: float = Field(ge=0.0, le=1.0)
     positive_report_rate: float = Field(ge=0.0, le=1.0)
+    volunteer_rate: float = Field(ge=0.0, le=1.0)
+    """The share of the symptoms a full history records that the patient volunteers at
+    triage, before any question (the rest are elicited by taking the history)."""
     symptom_rate: float = Field(ge=0.0, le=1.0)
     history_rate: float = Field(ge=0.0, le=1.0)
     age_bands: dict[str, tuple[int, int]]
@@ -331,10 +353,20 @@ def _default_distribution(feature: Feature) -> dict[str, float]:
 
 
 class FeatureTable:
-    """One feature's ``P(level | diagnosis)`` as a ``(diagnoses, levels)`` array, with its logs."""
+    """One feature's ``P(level | diagnosis)`` as a ``(diagnoses, levels)`` array, with its logs.
+
+    ``groups`` name sets of levels that can be observed without telling them apart
+    (a coarse observation): a symptom is ``not_volunteered`` at triage, which the
+    history later refines to ``present``, ``denied`` or ``unmentioned``.
+    """
 
     def __init__(
-        self, key: str, feature: Feature | None, levels: tuple[str, ...], probs: np.ndarray
+        self,
+        key: str,
+        feature: Feature | None,
+        levels: tuple[str, ...],
+        probs: np.ndarray,
+        groups: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.key = key
         self.feature = feature
@@ -342,9 +374,43 @@ class FeatureTable:
         self.level_index = {level: i for i, level in enumerate(levels)}
         self.probs = probs
         self.cumulative = np.cumsum(probs, axis=1)
-        self.log_probs: np.ndarray = np.log(
-            probs, where=probs > 0, out=np.full_like(probs, -np.inf)
-        )
+        self.log_probs: np.ndarray = _log(probs)
+        self.groups: dict[str, tuple[str, ...]] = {level: (level,) for level in levels}
+        for name, members in (groups or {}).items():
+            if name in self.level_index or not set(members) <= set(levels):
+                raise ValueError(f"{key}: group {name!r} must name a set of its levels {levels}")
+            self.groups[name] = tuple(members)
+        self._masks = {
+            name: np.array([level in members for level in levels])
+            for name, members in self.groups.items()
+        }
+        self._group_log_probs = {
+            name: _log(probs[:, mask].sum(axis=1)) for name, mask in self._masks.items()
+        }
+
+    def log_probability(self, level: str) -> np.ndarray:
+        """``log P(level | d)`` for every diagnosis; ``level`` may be a group of levels."""
+        return self._group_log_probs[level]
+
+    def refines(self, coarse: str, level: str) -> bool:
+        """Whether observing ``level`` after ``coarse`` tells something new and agrees with it."""
+        return level != coarse and set(self.groups[level]) < set(self.groups[coarse])
+
+    def conditional(self, observed: str | None) -> np.ndarray:
+        """``P(level | d, observed)`` as a ``(diagnoses, levels)`` array (``observed`` a level or
+        group, None when nothing is known of the feature)."""
+        if observed is None:
+            return self.probs
+        masked = np.where(self._masks[observed], self.probs, 0.0)
+        total = masked.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            conditional: np.ndarray = np.where(total > 0, masked / total, 0.0)
+        return conditional
+
+
+def _log(values: np.ndarray) -> np.ndarray:
+    """``log(values)`` with ``-inf`` where a value is 0."""
+    return np.log(values, where=values > 0, out=np.full_like(values, -np.inf, dtype=float))
 
 
 class KnowledgeBase:
@@ -379,11 +445,28 @@ class KnowledgeBase:
             self.features[f"vitals.{vital_id}"] = vital
         self.latent_keys = [k for k, f in self.features.items() if not _is_derived(f)]
         self.derived_keys = [k for k, f in self.features.items() if _is_derived(f)]
+        self.encounter_exams = [e for e, x in exams.items() if x.kind in ("history", "vitals")]
+        """The full history and the vital signs: part of every encounter, not tests a workup
+        recommends (exam F1 and the hit ratio leave them out)."""
         self.exam_display: dict[str, list[str]] = {}
         self.exam_features: dict[str, list[str]] = {}
         """The latent variables each exam reveals (what the posterior observes)."""
-        for exam_id in exams:
-            self.exam_display[exam_id] = self._features_of(exam_id, set())
+        for exam_id, exam in exams.items():
+            if exam.kind == "history":
+                if exam.features or exam.includes:
+                    raise ValueError(f"exam {exam_id!r}: a history reports no exam features")
+                self.exam_display[exam_id] = []
+                self.exam_features[exam_id] = [
+                    *(f"symptoms.{s}" for s in presentation.symptoms),
+                    *(f"history.{h}" for h in presentation.history),
+                ]
+                continue
+            if exam.kind == "vitals":
+                if exam.features or exam.includes:
+                    raise ValueError(f"exam {exam_id!r}: the vital signs are presentation.vitals")
+                self.exam_display[exam_id] = [f"vitals.{v}" for v in presentation.vitals]
+            else:
+                self.exam_display[exam_id] = self._features_of(exam_id, set())
             self.exam_features[exam_id] = self.revealed_by(self.exam_display[exam_id])
         self.vital_features = self.revealed_by([f"vitals.{v}" for v in presentation.vitals])
         self.tables: dict[str, FeatureTable] = {}
@@ -585,22 +668,55 @@ class KnowledgeBase:
         self._reports: dict[tuple[str, str | None], np.ndarray] = {}
 
     def _report_table(self, key: str, denial_rate: float) -> FeatureTable:
-        """``P(present / denied / unmentioned | d)`` of a symptom or history item.
+        """``P(report | d)`` of a symptom or history item, as the full history records it.
 
         A present item is mentioned with probability ``positive_report_rate``; an
         absent one is denied with ``denial_rate`` (higher for the complaint's
-        pertinent negatives, which a clinician asks about and records).
+        pertinent negatives, which a clinician asks about and records). A symptom
+        the history records was ``volunteered`` at triage with probability
+        ``volunteer_rate``, else it is ``present`` (elicited by asking); at triage
+        every other symptom is seen only as the group ``not_volunteered``. History
+        items (risk factors, past illnesses) are only elicited.
         """
         p = self.present_probability[key]
         r = self.presentation.positive_report_rate
         q = denial_rate
-        rows = np.stack([p * r, (1 - p) * q, p * (1 - r) + (1 - p) * (1 - q)], axis=1)
-        return FeatureTable(key, None, ("present", "denied", "unmentioned"), rows)
+        denied, unmentioned = (1 - p) * q, p * (1 - r) + (1 - p) * (1 - q)
+        if not key.startswith("symptoms."):
+            rows = np.stack([p * r, denied, unmentioned], axis=1)
+            return FeatureTable(key, None, HISTORY_REPORTS, rows)
+        v = self.presentation.volunteer_rate
+        rows = np.stack([p * r * v, p * r * (1 - v), denied, unmentioned], axis=1)
+        return FeatureTable(
+            key, None, SYMPTOM_REPORTS, rows, {NOT_VOLUNTEERED: SYMPTOM_REPORTS[1:]}
+        )
+
+    def history_keys(self, complaint: str, sex: Sex) -> list[str]:
+        """The symptom and history items the full history reports for a patient: every one but
+        the complaint's own symptoms and those asked of the other sex."""
+        p = self.presentation
+        own = set(p.complaint_symptoms.get(complaint, ()))
+        symptoms = [
+            f"symptoms.{name}"
+            for name, item in p.symptoms.items()
+            if name not in own and item.sex in (None, sex)
+        ]
+        return [*symptoms, *(f"history.{name}" for name in p.history)]
+
+    def exam_keys(self, exam_id: str, complaint: str, sex: Sex) -> list[str]:
+        """The latent variables ``exam_id`` reveals for a patient (none for the other sex' exams)."""
+        exam = self.exams[exam_id]
+        if exam.sex not in (None, sex):
+            return []
+        if exam.kind == "history":
+            return self.history_keys(complaint, sex)
+        return self.exam_features[exam_id]
 
     # -------------------------------------------------------------- queries
 
     def report_cumulative(self, group: str, complaint: str | None) -> np.ndarray:
-        """Cumulative report tables of every symptom or history item, ``(items, diagnoses, 3)``."""
+        """Cumulative report tables of every symptom or history item, ``(items, diagnoses, levels)``
+        (levels: :data:`SYMPTOM_REPORTS` or :data:`HISTORY_REPORTS`)."""
         cached = self._reports.get((group, complaint))
         if cached is None:
             names = getattr(self.presentation, group)

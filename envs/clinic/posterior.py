@@ -47,14 +47,45 @@ class Posterior:
         self._probs: np.ndarray | None = None
 
     def observe(self, key: str, level: str) -> bool:
-        """Condition on feature ``key`` having ``level``; False (no change) if already observed."""
-        if key in self.observed:
-            return False
+        """Condition on feature ``key`` having ``level``; False (no change) if already known.
+
+        ``level`` may be a group of levels (a symptom ``not_volunteered`` at triage);
+        a later, finer level of the same feature (the history's ``denied``) replaces
+        it: ``P(fine | d) / P(group | d)`` is the update, which is exact because what
+        the coarse observation adds to the fine one does not depend on the diagnosis.
+
+        Raises:
+            ValueError: ``level`` contradicts what is already known of ``key``.
+        """
         table = self.kb.table(key, self.observed.get("complaint"))
-        self.log_weights = self.log_weights + table.log_probs[:, table.level_index[level]]
+        update = table.log_probability(level)
+        known = self.observed.get(key)
+        if known is not None:
+            if level == known or set(table.groups[known]) <= set(table.groups[level]):
+                return False
+            if not table.refines(known, level):
+                raise ValueError(
+                    f"{key}: {level!r} contradicts the earlier observation {known!r}; one case "
+                    "reports one state of each feature"
+                )
+            update = update - table.log_probability(known)
+        self.log_weights = self.log_weights + update
         self.observed[key] = level
         self._probs = None
         return True
+
+    def pending(self, key: str) -> np.ndarray | None:
+        """``P(level | d, what is known of key)``, ``(diagnoses, levels)``; None once its level is known.
+
+        What observing ``key`` could still tell: its whole table when unobserved, the
+        levels within the group observed so far otherwise (a triage note's
+        ``not_volunteered`` symptom can still be denied by the history).
+        """
+        table = self.kb.table(key, self.observed.get("complaint"))
+        known = self.observed.get(key)
+        if known is not None and known in table.level_index:
+            return None
+        return table.conditional(known)
 
     def observe_all(self, observations: Mapping[str, str]) -> None:
         for key, level in observations.items():

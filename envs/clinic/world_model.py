@@ -18,8 +18,8 @@ from rounds.envs.clinic.cases import (
     CaseRecord,
     FeatureResult,
     exam_observations,
+    exam_report,
     exam_result,
-    render_result,
 )
 from rounds.envs.clinic.knowledge import KnowledgeBase
 
@@ -88,7 +88,7 @@ class KnowledgeWorldModel(WorldModel):
             return ExamOutcome(NOT_PERFORMED, available=False)
         results = exam_result(self.kb, patient.case, request.exam_id)
         return ExamOutcome(
-            render_result(self.kb, request.exam_id, results, patient.case.sex),
+            exam_report(self.kb, patient.case, request.exam_id),
             results=results,
             observations=exam_observations(self.kb, patient.case, request.exam_id),
         )
