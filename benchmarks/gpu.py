@@ -5,11 +5,16 @@ Usage:
     python benchmarks/gpu.py [--budget-s 420] [--models qwen2.5-0.5b,qwen2.5-1.5b] [--out DIR]
     python benchmarks/gpu.py --smoke      # a tiny model on CPU, in well under a minute
 
-On the device machine (Python 3.12, torch and transformers there; gymnasium, pydantic and
-the rest of what ``rounds`` imports travel as wheels in ``.whl/``, see docs/training.md's
-GPU figures), from the repository root, with ``.whl`` carried::
+On the device machine (Python 3.12 with torch and transformers, no network), from the
+repository root, with ``.whl`` carried; ``$OUT`` receives ``gpu.json`` and ``gpu.md``::
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:. HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 && python3 benchmarks/gpu.py --budget-s 420
+
+``.whl/`` (git-ignored: ``echo /.whl/ >> .git/info/exclude``) holds what ``rounds`` imports
+and that machine lacks, pinned in ``benchmarks/gpu_wheels.txt`` (gymnasium, pydantic and
+their needs, about 3 MiB); fetch it here with::
+
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl -r benchmarks/gpu_wheels.txt
 
 Why it is built this way: a GPU is lent to few sessions, for minutes, on a machine without a
 network, so the script builds its models from their configs (the Qwen2.5 shapes written
@@ -185,8 +190,8 @@ class Report:
             f"{h['transformers']}; random weights, {h['workload']}.",
             "",
             "| model | params | reuse_cache | generated tok/s | turn 1 s | last turn s | "
-            "rollout s | peak GiB |",
-            "|---|---|---|---|---|---|---|---|",
+            "rollout s | prompt tokens run (from cache) | peak GiB |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for row in self.rows:
             if row["part"] == "generate" and row["status"] == "ok":
@@ -194,7 +199,7 @@ class Report:
                     f"| {row['model']} | {_billions(row['params'])} | {row['reuse_cache']} | "
                     f"{row['generated_tokens_per_s']:.0f} | {row['turn_s'][0]:.2f} | "
                     f"{row['turn_s'][-1]:.2f} | {row['generation_s']:.1f} | "
-                    f"{_gib(row['peak_memory_bytes'])} |"
+                    f"{_cache_cell(row.get('cache'))} | {_gib(row['peak_memory_bytes'])} |"
                 )
         lines += [
             "",
@@ -246,6 +251,12 @@ class Bench:
 
 def _billions(count: int) -> str:
     return f"{count / 1e9:.2f}B" if count >= 1e8 else f"{count / 1e6:.2f}M"
+
+
+def _cache_cell(cache: dict[str, int] | None) -> str:
+    if cache is None:
+        return "n/a"
+    return f"{cache['prefilled_tokens']} ({cache['reused_tokens']})"
 
 
 def _gib(value: int | None) -> str:
@@ -327,6 +338,19 @@ def hf_agent(
     )
 
 
+def cache_counts(agent: Any) -> dict[str, int] | None:
+    """The agent's KV-cache counters (``HFAgent.cache_stats``), flattened; None without them."""
+    stats = getattr(agent, "cache_stats", None)
+    if stats is None:
+        return None
+    counts = {
+        "reused_tokens": int(stats.reused_tokens),
+        "prefilled_tokens": int(stats.prefilled_tokens),
+    }
+    counts.update({f"fresh_prefills/{k}": int(v) for k, v in stats.fresh_prefills.items()})
+    return counts
+
+
 def play(agent: Any, episodes: int, turns: int) -> list[Any]:
     """``episodes`` episodes of ``turns`` turns in one lockstep batch (the trainer's rollout)."""
     from rounds.agents.loop import EpisodeSpec, run_episodes
@@ -359,10 +383,16 @@ def generate_part(bench: Bench, model: Any, reuse: bool, row: dict[str, Any]) ->
         play(agent, 2, 2)
         agent.max_new_tokens = work.new_tokens
         agent.generation_seconds = 0.0
+        warm = cache_counts(agent)
         started = time.perf_counter()
         rollouts = play(agent, work.episodes, work.turns)
         wall = time.perf_counter() - started
     agent.close()
+    after = cache_counts(agent)
+    if warm is not None and after is not None:
+        # What the cache saved in the measured run (tokens read from held caches against
+        # tokens the model ran), and why any later turn was prefilled from scratch.
+        row["cache"] = {key: after[key] - warm.get(key, 0) for key in after}
     generated = sum(t.tokens.completion for r in rollouts for t in r.episode.turns)
     turns = max(len(r.actions) for r in rollouts)
     # Lockstep: every live episode's turn t is one act_batch call, timed in its actions.

@@ -63,6 +63,9 @@ def test_smoke_run_measures_every_part(tmp_path: Path) -> None:
             gen["generated_tokens"] / gen["generation_s"]
         )
         assert gen["peak_memory_bytes"] is None  # CPU: no CUDA allocator to ask
+    # Only the reuse run reads prompt tokens from held caches (turn 2 of each episode).
+    assert parts[("generate", False)]["cache"]["reused_tokens"] == 0
+    assert parts[("generate", True)]["cache"]["reused_tokens"] > 0
     train = parts[("train", None)]
     # The update trains on exactly the tokens the first generation run sampled.
     assert train["sequences_from"] == "rollouts"
