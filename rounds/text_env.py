@@ -310,8 +310,9 @@ class TextEnv(gym.Env[str, str]):
         return observation, reward, terminated, truncated, info
 
     def reject(self, message: str) -> StepResult:
-        """The result of an invalid action: the message with a hint, and the format penalty."""
-        hint = self._invalid_hint()
+        """The result of an invalid action: the message with a hint, and the format penalty.
+        In the choice action mode the numbered commands follow anyway, so no hint repeats them."""
+        hint = self._invalid_hint() if self.action_mode != "choice" else ""
         text = f"{message}\n{hint}" if hint else message
         return StepResult(
             observation=text, components={"format": -self.invalid_action_penalty}, invalid=True

@@ -277,3 +277,65 @@ def test_unseen_objects_are_not_confirmed_by_name() -> None:
         assert f"The {seen} is an object" in observation
         observation, *_, info = env.step(f"examine {seen}")
         assert not info["invalid_action"]
+
+
+def test_small_homes_keep_what_the_task_needs_and_leave_full_homes_unchanged() -> None:
+    """``max_receptacles`` prunes a home to the places the task needs plus others up to the
+    limit; without it a task id builds the very same home as before."""
+    full, small = HouseholdEnv(max_rooms=1), HouseholdEnv(max_rooms=1, max_receptacles=4)
+    assert HouseholdEnv(max_rooms=1).reset(seed=3)[0] == full.reset(seed=3)[0]
+    for task_id in full.task_ids("validation")[:120]:
+        full.reset(options={"task_id": task_id})
+        small.reset(options={"task_id": task_id})
+        world, task = small.world, small.world.task
+        assert set(world.receptacles) <= set(full.world.receptacles)
+        assert len(world.receptacles) <= 4 or len(world.receptacles) < len(full.world.receptacles)
+        same = ("task_type", "object_kind", "receptacle_kind")
+        assert [getattr(task, a) for a in same] == [getattr(full.world.task, a) for a in same]
+        assert any(i.kind == task.object_kind for i in world.items.values()), task_id
+        if task.receptacle_kind is not None:
+            assert world.receptacles_of(task.receptacle_kind), task_id
+        _, info = run_expert(small, task_id)
+        assert info["metrics"]["success"] == 1.0, task_id
+    with pytest.raises(ValueError, match="max_receptacles"):
+        HouseholdEnv(max_receptacles=0)
+    assert rounds.make("rounds/Household-v0", variant="small").unwrapped.max_receptacles == 4
+
+
+def test_searcher_solves_tasks_from_what_it_has_seen() -> None:
+    """The searcher finishes every task type without an invalid command, and, unlike the
+    expert, explores: it visits places where the task's object is not."""
+    env = HouseholdEnv()
+    searcher = env.scripted_policies()["searcher"]
+    rng = np.random.default_rng(0)
+    detours = 0
+    for task_id in env.task_ids("test")[:90]:
+        env.reset(options={"task_id": task_id})
+        homes = {
+            i.location for i in env.world.items.values() if i.kind == env.world.task.object_kind
+        }
+        for _ in range(50):
+            _, _, terminated, truncated, info = env.step(searcher(env, rng))
+            assert not info["invalid_action"], task_id
+            if terminated or truncated:
+                break
+        assert info["metrics"]["success"] == 1.0, task_id
+        detours += bool(
+            env.world.visited
+            - homes
+            - set(env.world.receptacles_of(env.world.task.receptacle_kind or ""))
+        )
+    assert detours > 30
+
+
+def test_choice_mode_rejection_does_not_repeat_the_listed_commands() -> None:
+    """In the choice action mode an invalid reply's message is followed by the numbered
+    commands; the text mode's hint (a few valid commands) would only repeat them."""
+    text = HouseholdEnv(max_rooms=1)
+    choice = HouseholdEnv(max_rooms=1, action_mode="choice")
+    text.reset(seed=0)
+    choice.reset(seed=0)
+    assert "Valid commands now include" in text.step("fly away")[0]
+    observation = choice.step("fly away")[0]
+    assert "Valid commands now include" not in observation
+    assert observation.count("\n1. ") == 1

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from rounds.actions import InvalidAction, command_line, split_reasoning
 from rounds.envs.household.catalog import load_catalog
 from rounds.envs.household.commands import GRAMMAR, Command, parse_command
-from rounds.envs.household.expert import expert_policy, random_policy
+from rounds.envs.household.expert import expert_policy, random_policy, searcher_policy
 from rounds.envs.household.generate import generate, parse_task_id, task_ids
 from rounds.envs.household.world import TASK_SHORT_NAMES, World
 from rounds.snapshots import restore_state, snapshot_state
@@ -73,6 +73,10 @@ class HouseholdEnv(TextEnv):
     - ``task_types``: short names of the task types to sample (``pick``, ``look``,
       ``clean``, ``heat``, ``cool``, ``pick_two``; default all).
     - ``max_rooms``: homes have 1 to ``max_rooms`` rooms (default 2).
+    - ``max_receptacles``: a smaller home of at most this many receptacles (besides any the
+      task needs: the places its object is in, one of the target kind, the appliance or
+      lamp); default None, the full home. Fewer places to search and fewer commands to
+      choose from: the demo's small policy model learns such a home on CPU in minutes.
     - ``meta_reasoning``, ``meta_reasoning_bonus``: the meta-reasoning component.
     - ``max_turns``, ``split``, ``reward_weights``, ``invalid_action_penalty``,
       ``max_action_chars``, ``render_mode``: see :class:`~rounds.TextEnv`.
@@ -101,6 +105,7 @@ class HouseholdEnv(TextEnv):
         "progress": {"reward_weights": {"progress": 1.0}},
         "meta-reasoning": {"meta_reasoning": True},
         "choice": {"action_mode": "choice"},
+        "small": {"max_rooms": 1, "max_receptacles": 4},
     }
 
     def __init__(
@@ -108,6 +113,7 @@ class HouseholdEnv(TextEnv):
         *,
         task_types: Sequence[str] | None = None,
         max_rooms: int = 2,
+        max_receptacles: int | None = None,
         meta_reasoning: bool = False,
         meta_reasoning_bonus: float = 0.1,
         max_turns: int = 50,
@@ -122,8 +128,11 @@ class HouseholdEnv(TextEnv):
             )
         if max_rooms < 1:
             raise ValueError(f"max_rooms must be at least 1, got {max_rooms}")
+        if max_receptacles is not None and max_receptacles < 1:
+            raise ValueError(f"max_receptacles must be at least 1 (or None), got {max_receptacles}")
         self.task_types = tuple(chosen)
         self.max_rooms = max_rooms
+        self.max_receptacles = max_receptacles
         self.meta_reasoning = meta_reasoning
         self.meta_reasoning_bonus = meta_reasoning_bonus
         self.catalog = load_catalog()
@@ -156,13 +165,15 @@ class HouseholdEnv(TextEnv):
         return task_ids(split or self.split, self.task_types)
 
     def scripted_policies(self) -> dict[str, ScriptedPolicy]:
-        return {"expert": expert_policy, "random": random_policy}
+        return {"expert": expert_policy, "searcher": searcher_policy, "random": random_policy}
 
     # ------------------------------------------------------------------ hooks
 
     def _begin(self, task_id: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         parse_task_id(task_id)
-        self.world = generate(task_id, self.catalog, max_rooms=self.max_rooms)
+        self.world = generate(
+            task_id, self.catalog, max_rooms=self.max_rooms, max_receptacles=self.max_receptacles
+        )
         self._reached = [False] * len(self.world.subgoals())
         self._invalid_actions = 0
         self._previous_invalid = False

@@ -116,8 +116,11 @@ def _homes_for(kind: str, receptacles: dict[str, Receptacle], catalog: Catalog) 
     return [r for r in receptacles.values() if r.kind in spec.places and r.room in spec.rooms]
 
 
-def generate(task_id: str, catalog: Catalog, *, max_rooms: int = 2) -> World:
-    """Build the home and goal of ``task_id`` (homes of 1 to ``max_rooms`` rooms)."""
+def generate(
+    task_id: str, catalog: Catalog, *, max_rooms: int = 2, max_receptacles: int | None = None
+) -> World:
+    """Build the home and goal of ``task_id`` (homes of 1 to ``max_rooms`` rooms; with
+    ``max_receptacles``, a smaller home: see :func:`_keep_receptacles`)."""
     task_type, _, _ = parse_task_id(task_id)
     rng = random.Random(stable_seed(task_id))
     transform: Transform | None = TRANSFORM_OF.get(task_type)
@@ -199,6 +202,22 @@ def generate(task_id: str, catalog: Catalog, *, max_rooms: int = 2) -> World:
             if fits:
                 placed.append((kind, rng.choice(fits)))
 
+    if max_receptacles is not None:
+        kept = _keep_receptacles(
+            task_id,
+            receptacles,
+            placed,
+            lamp_spots,
+            object_kind,
+            receptacle_kind,
+            task_type,
+            catalog,
+            max_receptacles,
+        )
+        receptacles = {name: rec for name, rec in receptacles.items() if name in kept}
+        placed = [(kind, where) for kind, where in placed if where in kept]
+        lamp_spots = [where for where in lamp_spots if where in kept]
+
     rng.shuffle(placed)
     items: dict[str, Item] = {}
     for kind, where in placed:
@@ -217,3 +236,33 @@ def generate(task_id: str, catalog: Catalog, *, max_rooms: int = 2) -> World:
     goal = template.format(o=object_kind, p=preposition, r=receptacle_kind)
     task = Task(task_id, task_type, object_kind, receptacle_kind, goal)
     return World(catalog, rooms, receptacles, items, task)
+
+
+def _keep_receptacles(
+    task_id: str,
+    receptacles: dict[str, Receptacle],
+    placed: list[tuple[str, str]],
+    lamp_spots: list[str],
+    object_kind: str,
+    receptacle_kind: str | None,
+    task_type: TaskType,
+    catalog: Catalog,
+    limit: int,
+) -> set[str]:
+    """The receptacles a home of at most ``limit`` keeps: first what the task needs (every
+    place holding a copy of its object, one receptacle of the target kind, the appliance or
+    lamp), then others drawn by the task id's own generator, until ``limit`` (the needed ones
+    are kept even beyond it). A smaller home has fewer places to search and fewer commands
+    to choose from; the task is the same kind of task."""
+    rng = random.Random(stable_seed(f"{task_id}/max_receptacles"))
+    needed = {where for kind, where in placed if kind == object_kind}
+    if receptacle_kind is not None:
+        needed.add(sorted(r for r in receptacles if receptacles[r].kind == receptacle_kind)[0])
+    transform = TRANSFORM_OF.get(task_type)
+    if transform is not None:
+        needed.add(sorted(r.name for r in receptacles.values() if r.appliance == transform)[0])
+    if task_type is TaskType.LOOK_IN_LIGHT:
+        needed.update(lamp_spots)
+    others = sorted(set(receptacles) - needed)
+    rng.shuffle(others)
+    return needed | set(others[: max(0, limit - len(needed))])

@@ -29,6 +29,7 @@ TINY_DEFAULTS: dict[str, Any] = {
     "num_key_value_heads": 2,
     "max_position_embeddings": 8192,
     "seed": 0,
+    "corpus": "base",
 }
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>"]
@@ -86,9 +87,59 @@ def main(): return None  class Test:  import os  assert x == y  diff --git a/fil
 """
 
 
+# Household words (every receptacle and object of the catalog, the choice action mode's
+# phrases), so a model trained on Household-v0 reads a name as one or two tokens instead of
+# a dozen bytes: episodes are several times shorter, and so are rollouts and updates.
+_HOUSEHOLD_CORPUS = """
+You are an agent in a home. Complete the household task you are given by interacting with the
+home through text commands. Each turn, reply with exactly one command. Use the names you see,
+with their numbers. You carry one object at a time; open closed receptacles before looking inside;
+clean at a sink, heat with a microwave, cool with a fridge; to look at something under a lamp,
+hold it at the lamp and use the lamp. You are in the middle of the kitchen. Looking quickly around
+you, you see: a cabinet 1, a drawer 2, and a fridge 1. Your task is to: put some spraybottle on
+countertop. put a clean mug in cabinet. Commands: 1. inventory 2. look 3. go to countertop 1
+Reply with the number of one command. You arrive at the sinkbasin 1. In the sinkbasin 1, you see a
+soapbar 1. The cabinet 2 is closed. You open the cabinet 2. The cabinet 2 is open. In it, you see
+nothing. You pick up the mug 1 from the countertop 1. You put the mug 1 in the cabinet 1. You close
+the drawer 1. You are carrying: a mug 1. You are not carrying anything. You completed the task.
+There is no command 12; reply with a number from 1 to 11. Valid commands now include: examine.
+The turn limit is reached; the episode ends. kitchen livingroom bedroom bathroom room
+armchair bathtubbasin bed cabinet coffeemachine coffeetable countertop desk diningtable drawer
+dresser fridge garbagecan laundryhamper microwave safe shelf sidetable sinkbasin sofa stoveburner
+toilet toiletpaperhanger towelholder tvstand desklamp alarmclock apple book bowl box bread
+butterknife candle cd cellphone cloth creditcard cup dishsponge egg fork handtowel kettle keychain
+knife ladle laptop lettuce mug newspaper pan pen pencil peppershaker pillow plate plunger pot
+potato remotecontrol saltshaker scrubbrush soapbar soapbottle spatula spoon spraybottle statue
+tissuebox toiletpaper tomato towel vase watch winebottle hot cool clean some two find them
+13 14 15 16 17 18 19 21 22 23 24 25
+"""
+
+#: The texts a tiny model's tokenizer can be trained on (setting ``corpus``).
+CORPORA: dict[str, str] = {"base": _CORPUS, "household": _CORPUS + _HOUSEHOLD_CORPUS}
+
+#: Named tiny models (``model: NAME`` in a training config): settings over :data:`TINY_DEFAULTS`.
+#: ``tiny-household`` is the demo's policy: a vocabulary that knows Household-v0's words and
+#: four layers, so it can learn which listed command names the task's object (see
+#: ``examples/configs/demo.yaml`` for what it learns and how fast).
+TINY_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {},
+    "tiny-household": {
+        "corpus": "household",
+        "vocab_size": 2048,
+        "hidden_size": 128,
+        "intermediate_size": 352,
+        "num_hidden_layers": 4,
+    },
+}
+
+
 def _config_key(config: dict[str, Any]) -> str:
+    settings = dict(config)
+    corpus = CORPORA[settings.pop("corpus")]
+    if corpus is not _CORPUS:  # the base model's key (and cache folder) predates this setting
+        settings["corpus_name"] = config["corpus"]
     blob = json.dumps(
-        {"version": TINY_VERSION, **config, "corpus": _CORPUS, "template": CHAT_TEMPLATE},
+        {"version": TINY_VERSION, **settings, "corpus": corpus, "template": CHAT_TEMPLATE},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -117,7 +168,7 @@ def build_tokenizer(config: dict[str, Any], special_tokens: list[str], chat_temp
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator([_CORPUS] * 4, trainer=trainer)
+    bpe.train_from_iterator([CORPORA[config.get("corpus", "base")]] * 4, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         bos_token=None,
@@ -191,6 +242,8 @@ def tiny(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Path:
             f"unknown tiny-model settings {sorted(unknown)}; settings: {sorted(TINY_DEFAULTS)}"
         )
     config = {**TINY_DEFAULTS, **overrides}
+    if config["corpus"] not in CORPORA:
+        raise ValueError(f"unknown corpus {config['corpus']!r}; choose one of {sorted(CORPORA)}")
     target = Path(path) if path is not None else cache_dir() / f"tiny-{_config_key(config)}"
     return build_once(target, _build, config)
 
@@ -225,10 +278,10 @@ def build_once(
 
 
 def resolve_model(name: str) -> str:
-    """``"tiny"`` (``"tiny-vl"``) to the tiny (vision-language) model's directory; any other
-    name (a path or hub id) unchanged."""
-    if name == "tiny":
-        return str(tiny())
+    """A name of :data:`TINY_PRESETS` (``"tiny"``, ``"tiny-household"``) or ``"tiny-vl"`` to the
+    built model's directory; any other name (a path or hub id) unchanged."""
+    if name in TINY_PRESETS:
+        return str(tiny(**TINY_PRESETS[name]))
     if name == "tiny-vl":
         from rounds.models.tiny_vl import tiny_vl
 
