@@ -39,9 +39,12 @@ Parts, per model shape:
   or on random sequences of the same shape when generation failed. Step time is the
   median of ``--train-steps`` updates after one warm-up update.
 
-Model FLOP utilisation (MFU) = ``6 · N · tokens / step time / peak``, with ``N`` the
-parameter count (the tied embedding counted once: it is also the LM head), ``tokens`` the
-sequences' real tokens (no padding), attention-score FLOPs not counted, and ``peak`` =
+Model FLOP utilisation (MFU) of an update = ``6 · N · tokens / update time / peak``, with
+``N`` the parameter count (the tied embedding counted once: it is also the LM head),
+``tokens`` the sequences' real tokens (no padding; the update runs the LM head only at the
+trained tokens, so this counts the model's FLOPs of a plain LM step), attention-score FLOPs
+not counted; of generation, ``2 · N · generated tokens / generation time / peak`` (the
+useful decode work: re-prefilled or cached prompt tokens are not counted). ``peak`` =
 989 TFLOP/s, the H100/H200 SXM dense bf16 datasheet rate (``--peak-tflops``; one H200 of
 this workplace measured about 790 on an 8192³ bf16 matrix product). Peak memory is
 ``torch.cuda.max_memory_allocated`` during the part. A benchmark, not a test.
@@ -190,8 +193,8 @@ class Report:
             f"{h['transformers']}; random weights, {h['workload']}.",
             "",
             "| model | params | reuse_cache | generated tok/s | turn 1 s | last turn s | "
-            "rollout s | prompt tokens run (from cache) | peak GiB |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "rollout s | prompt tokens run (from cache) | MFU | peak GiB |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in self.rows:
             if row["part"] == "generate" and row["status"] == "ok":
@@ -199,7 +202,8 @@ class Report:
                     f"| {row['model']} | {_billions(row['params'])} | {row['reuse_cache']} | "
                     f"{row['generated_tokens_per_s']:.0f} | {row['turn_s'][0]:.2f} | "
                     f"{row['turn_s'][-1]:.2f} | {row['generation_s']:.1f} | "
-                    f"{_cache_cell(row.get('cache'))} | {_gib(row['peak_memory_bytes'])} |"
+                    f"{_cache_cell(row.get('cache'))} | {_percent(row['mfu'])} | "
+                    f"{_gib(row['peak_memory_bytes'])} |"
                 )
         lines += [
             "",
@@ -209,19 +213,19 @@ class Report:
         ]
         for row in self.rows:
             if row["part"] == "train" and row["status"] == "ok":
-                mfu = row["mfu"]
                 lines.append(
                     f"| {row['model']} | {_billions(row['params'])} | {row['precision']} | "
                     f"{row['tokens_per_update']} | {row['update_s']:.3f} "
                     f"[{row['update_s_min']:.3f}, {row['update_s_max']:.3f}] | "
                     f"{row['tokens_per_s']:.0f} | "
-                    f"{'n/a' if mfu is None else f'{100 * mfu:.1f}%'} | "
+                    f"{_percent(row['mfu'])} | "
                     f"{_gib(row['peak_memory_bytes'])} |"
                 )
         lines.append("")
         lines.append(
-            f"MFU = 6·N·tokens / update time / {h['peak_tflops']:.0f} TFLOP/s (dense bf16 "
-            "datasheet peak); N = parameters (tied embedding once), attention scores not counted."
+            f"MFU: update 6·N·tokens / time, generation 2·N·generated tokens / time, over "
+            f"{h['peak_tflops']:.0f} TFLOP/s (dense bf16 datasheet peak); N = parameters (tied "
+            "embedding once), attention scores not counted."
         )
         for row in self.rows:
             if row["status"] != "ok":
@@ -257,6 +261,10 @@ def _cache_cell(cache: dict[str, int] | None) -> str:
     if cache is None:
         return "n/a"
     return f"{cache['prefilled_tokens']} ({cache['reused_tokens']})"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
 def _gib(value: int | None) -> str:
@@ -338,6 +346,11 @@ def hf_agent(
     )
 
 
+def utilisation(flops: float, seconds: float, bench: Bench) -> float | None:
+    """``flops`` done in ``seconds`` as a share of the peak rate (None without a GPU peak)."""
+    return None if bench.peak_tflops is None else flops / seconds / (bench.peak_tflops * 1e12)
+
+
 def cache_counts(agent: Any) -> dict[str, int] | None:
     """The agent's KV-cache counters (``HFAgent.cache_stats``), flattened; None without them."""
     stats = getattr(agent, "cache_stats", None)
@@ -412,6 +425,7 @@ def generate_part(bench: Bench, model: Any, reuse: bool, row: dict[str, Any]) ->
         generation_s=agent.generation_seconds,
         wall_s=wall,
         generated_tokens_per_s=generated / agent.generation_seconds,
+        mfu=utilisation(2 * row["params"] * generated, agent.generation_seconds, bench),
         turn_s=turn_s,
         last_over_first_turn=turn_s[-1] / turn_s[0],
         replies_cut_by_timeout=sum(
@@ -466,7 +480,7 @@ def train_part(bench: Bench, model: Any, rollouts: list[Any] | None, row: dict[s
 
     from rounds.trainers import GRPOConfig, GRPOTrainer
 
-    work, cuda, peak_tflops = bench.work, bench.cuda, bench.peak_tflops
+    work, cuda = bench.work, bench.cuda
     sequences, source = training_sequences(rollouts, bench.tokenizer, model.config.vocab_size, work)
     tokens = sum(len(s.input_ids) for s in sequences)
     output = tempfile.mkdtemp(prefix="rounds-gpu-bench-")
@@ -515,9 +529,7 @@ def train_part(bench: Bench, model: Any, rollouts: list[Any] | None, row: dict[s
             update_s_max=max(measured),
             tokens_per_s=tokens / median,
             model_tflops=6 * params * tokens / median / 1e12,
-            mfu=None
-            if peak_tflops is None
-            else 6 * params * tokens / median / (peak_tflops * 1e12),
+            mfu=utilisation(6 * params * tokens, median, bench),
             loss=float(stats["loss"]),
             grad_norm=float(stats["grad_norm"]),
         )
