@@ -1,7 +1,8 @@
 """Agents by name: ``rounds eval ENV --agent NAME``.
 
 Names: the env's scripted baselines (``expert``, ``bayes``, ``random``, ...), and the
-model backends ``hf``, ``vllm`` and ``openai`` (which take a ``model`` option).
+model backends ``hf``, ``vllm``, ``server`` (a rollout server: ``base_url``) and ``openai``
+(which take a ``model`` option).
 """
 
 from __future__ import annotations
@@ -12,11 +13,7 @@ from rounds.agents.base import BaseAgent
 from rounds.agents.scripted import ScriptedAgent
 from rounds.text_env import TextEnv
 
-MODEL_AGENTS = ("hf", "vllm", "openai")
-
-#: Model agents that can act with a model object already in memory (``model_obj`` and
-#: ``tokenizer`` options): the ones a trainer can sample its live policy with.
-POLICY_AGENTS = ("hf",)
+MODEL_AGENTS = ("hf", "vllm", "server", "openai")
 
 
 def available_agents(env: TextEnv) -> list[str]:
@@ -49,6 +46,10 @@ def make_agent(name: str, env: TextEnv, **options: Any) -> BaseAgent:
             from rounds.agents.vllm_agent import VLLMAgent
 
             return VLLMAgent(**options)
+        if name == "server":
+            from rounds.agents.server_agent import ServerAgent
+
+            return ServerAgent(**options)
     except TypeError as err:
         raise ValueError(f"agent {name!r}: {err}") from err
     raise ValueError(

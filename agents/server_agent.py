@@ -65,14 +65,25 @@ class RolloutServerClient:
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.retry_backoff_s = retry_backoff_s
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, trust_env=False)
+        self.timeout_s = timeout_s
+        self._client = httpx.Client(base_url=self.base_url, timeout=timeout_s, trust_env=False)
         #: The weights the server should serve (the last successful push), or None: its own.
         self.expected_weights: UpdateWeightsFromDiskRequest | None = None
         #: Requests that failed and were tried again (the trainer logs it).
         self.retried = 0
 
+    @property
+    def _http(self) -> httpx.Client:
+        """The HTTP client, opened again after :meth:`close` (a trainer's ``train()`` closes
+        its engine at the end; a later call reconnects)."""
+        if self._client.is_closed:
+            self._client = httpx.Client(
+                base_url=self.base_url, timeout=self.timeout_s, trust_env=False
+            )
+        return self._client
+
     def close(self) -> None:
-        self._http.close()
+        self._client.close()
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """``method path`` with ``body`` as JSON; the answer's JSON. Retries what the server

@@ -48,6 +48,70 @@ class WarmStart(BaseModel):
     micro_batch_size: int = Field(default=8, ge=1, description="Episodes per cloning step.")
 
 
+class RolloutConfig(BaseModel):
+    """Where rollouts are generated: the in-process ``hf`` agent (default), an in-process vLLM
+    engine, or a rollout server reached over HTTP (SGLang's native ``/generate`` and
+    ``/update_weights_from_disk``; ``rounds.models.serve`` is a local one). With ``vllm`` or
+    ``server`` the trainer pushes its weights to the engine before each rollout that follows
+    an update, and corrects the engine's log-probs by truncated importance sampling."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["hf", "vllm", "server"] = Field(
+        default="hf",
+        description="hf: the live policy in process; vllm: a vLLM engine in process; server: a rollout server.",
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="The rollout server (backend server), e.g. http://127.0.0.1:30000.",
+    )
+    weight_sync: Literal["disk", "nccl"] = Field(
+        default="disk",
+        description="server: write safetensors and call /update_weights_from_disk (nccl is not built).",
+    )
+    sync_dir: str | None = Field(
+        default=None,
+        description="Where disk sync writes the weights (default: OUTPUT_DIR/weight_sync); the server must read it.",
+    )
+    request_timeout_s: float = Field(
+        default=600.0, gt=0, description="Limit of one request to the rollout server."
+    )
+    retries: int = Field(
+        default=5, ge=0, description="Extra tries of a request the server did not answer."
+    )
+    retry_backoff_s: float = Field(
+        default=0.5, ge=0, description="Wait before the first retry (doubled each time)."
+    )
+    importance_sampling_cap: float | None = Field(
+        default=3.0,
+        gt=0,
+        description=(
+            "vllm/server: truncated importance sampling, each token's loss weighted by "
+            "min(π_trainer/π_engine, cap) (TRL's vllm_importance_sampling_clip_max); None: off."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RolloutConfig:
+        if self.weight_sync == "nccl":
+            raise ValueError(
+                "rollout.weight_sync 'nccl' is not built in rounds: use weight_sync: disk "
+                "(safetensors in sync_dir and the server's /update_weights_from_disk), with "
+                "sync_dir on a disk the server reads (a local or shared file system)"
+            )
+        if self.backend == "server" and not self.base_url:
+            raise ValueError(
+                "rollout.backend 'server' needs rollout.base_url, the rollout server's address "
+                "(e.g. http://127.0.0.1:30000; python -m rounds.models.serve starts a local one)"
+            )
+        if self.backend != "server" and self.base_url:
+            raise ValueError(
+                f"rollout.base_url is set but rollout.backend is {self.backend!r}; set "
+                "backend: server to generate on that server, or drop base_url"
+            )
+        return self
+
+
 #: Rollout-agent options the trainer sets itself (from its own settings and its live policy).
 TRAINER_AGENT_OPTIONS = (
     "model",
@@ -90,9 +154,9 @@ class GRPOConfig(BaseModel):
         default=4096, ge=16, description="Token budget of a whole episode."
     )
     temperature: float = Field(default=1.0, gt=0.0, description="Sampling temperature of rollouts.")
-    rollout_agent: str = Field(
-        default="hf",
-        description="Agent (registry name) that samples rollouts and evaluations from the live policy.",
+    rollout: RolloutConfig = Field(
+        default_factory=RolloutConfig,
+        description="Where rollouts are generated (in process, vLLM, a rollout server) and how weights reach it.",
     )
     rollout_agent_options: dict[str, Any] = Field(
         default_factory=dict,
@@ -266,16 +330,48 @@ class GRPOConfig(BaseModel):
         data["report_to"] = trackers
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_rollout_agent(cls, data: Any) -> Any:
+        """Configs written before ``rollout`` named the rollout agent ``rollout_agent: hf``; it
+        still loads, as ``rollout.backend``."""
+        if not isinstance(data, dict) or "rollout_agent" not in data:
+            return data
+        data = dict(data)
+        agent = data.pop("rollout_agent")
+        backends = ("hf", "vllm", "server")
+        if agent not in backends:
+            raise ValueError(
+                f"rollout_agent {agent!r} cannot sample from the trainer's live weights; set "
+                f"rollout.backend to one of: {', '.join(backends)}"
+            )
+        rollout = data.get("rollout")
+        if rollout is None:
+            data["rollout"] = {"backend": agent}
+        elif (
+            rollout.backend
+            if isinstance(rollout, RolloutConfig)
+            else dict(rollout).get("backend", "hf")
+        ) != agent:
+            raise ValueError(
+                f"rollout_agent {agent!r} and rollout.backend disagree; set only rollout.backend"
+            )
+        return data
+
+    @property
+    def rollout_agent(self) -> str:
+        """The rollout agent's registry name (``rollout.backend``)."""
+        return self.rollout.backend
+
     @model_validator(mode="after")
     def _check(self) -> GRPOConfig:
-        from rounds.agents.registry import POLICY_AGENTS
-
         if self.max_new_tokens >= self.max_episode_tokens:
             raise ValueError("max_new_tokens must be smaller than max_episode_tokens")
-        if self.rollout_agent not in POLICY_AGENTS:
+        if self.rollout.backend != "hf" and self.lora is not None:
             raise ValueError(
-                f"rollout_agent {self.rollout_agent!r} cannot sample from the trainer's live "
-                f"weights; choose one of: {', '.join(POLICY_AGENTS)}"
+                f"rollout.backend {self.rollout.backend!r} takes full weights after each update; "
+                "training LoRA adapters with it is not supported (the adapters are not merged "
+                "for the engine): use rollout.backend hf with lora, or train every weight"
             )
         owned = sorted(set(self.rollout_agent_options) & set(TRAINER_AGENT_OPTIONS))
         if owned:

@@ -41,10 +41,12 @@ from rounds.trainers.advantages import group_advantages
 from rounds.trainers.checkpoint import latest_checkpoint, read_state, save_checkpoint, trim_after
 from rounds.trainers.config import GRPOConfig
 from rounds.trainers.curriculum import PassRateCurriculum
+from rounds.trainers.engines import RolloutEngine
 from rounds.trainers.evaluation import config_env_kwargs, evaluation_metrics, plan_evaluation
 from rounds.trainers.likelihood import StdFilter, add_likelihood_rewards
 from rounds.trainers.loss import ppo_clip_loss, token_logprobs
 from rounds.trainers.metrics import MetricTrackers, require_trackers, step_metrics
+from rounds.trainers.off_policy import importance_corrected
 from rounds.trainers.policy import autocast_dtype, load_policy, resolve_device
 from rounds.trainers.progress import TrainingProgress
 from rounds.trainers.prover import add_prover_progress
@@ -123,6 +125,9 @@ class GRPOTrainer:
         self.resumed = resume_from is not None
         self.start_step = int(read_state(resume_from)["step"]) if resume_from is not None else 0
 
+        #: The vllm or server rollout engine (None: the hf agent samples the live policy);
+        #: built first, so a missing vLLM or a bad server setting fails before any loading.
+        self.engine = RolloutEngine(config) if config.rollout.backend != "hf" else None
         self.env_kwargs = config_env_kwargs(config)
         #: Where rollout envs run (``env_backend``); local envs serve probes and warm starts.
         self.env_workers = EnvWorkers(
@@ -163,8 +168,14 @@ class GRPOTrainer:
             policy.reference,
         )
         params = [p for p in self.policy.parameters() if p.requires_grad]
+        # The fused kernel updates every tensor in one call (CPU and CUDA, float weights): on a
+        # small model the per-tensor loop of the default costs more than the step's backward.
+        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
         self.optimizer = torch.optim.AdamW(
-            params, lr=config.learning_rate, weight_decay=config.weight_decay
+            params,
+            lr=config.learning_rate,
+            weight_decay=config.weight_decay,
+            fused=fused or None,
         )
         warmup = config.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -240,6 +251,8 @@ class GRPOTrainer:
                 self.progress = None
                 self.trackers.close()
                 self.env_workers.close()
+                if self.engine is not None:
+                    self.engine.close()
         return metrics
 
     def train_step(self, step: int) -> dict[str, Any]:
@@ -269,8 +282,12 @@ class GRPOTrainer:
             trained = [g for g, k in zip(scored, keep, strict=True) if k]
             self.signal_stats["rlpr_filtered_groups"] = float(len(scored) - len(trained))
         sequences, advantage_stats = self.advantages(trained)
+        if self.engine is not None and self.config.rollout.importance_sampling_cap is not None:
+            sequences = self.correct_off_policy(sequences)
         update_started = time.perf_counter()
         update_stats = self.update(sequences)
+        if self.engine is not None:
+            self.engine.stale = True  # the next rollout pushes the updated weights first
         timing["time_update"] = time.perf_counter() - update_started
         timing["time_step"] = time.perf_counter() - started
         metrics = step_metrics(
@@ -362,6 +379,8 @@ class GRPOTrainer:
                         "time": time.perf_counter() - started,
                     }
                 )
+        if self.engine is not None:
+            self.engine.stale = True
         self._save(0)  # a run killed later resumes with the warm-started weights
         return losses
 
@@ -373,7 +392,10 @@ class GRPOTrainer:
         return make(self.config.env_id, split=split or self.config.split, **self.env_kwargs)
 
     def rollout_agent(self, seed: int) -> BaseAgent:
-        """The rollout agent of ``config.rollout_agent``, sampling from the live policy."""
+        """The rollout agent of ``config.rollout``: the hf agent sampling from the live policy,
+        or the vllm/server engine's agent."""
+        if self.engine is not None:
+            return self.engine.agent(seed, self.tokenizer, self.policy)
         config = self.config
         agent = make_agent(
             config.rollout_agent,
@@ -399,6 +421,8 @@ class GRPOTrainer:
         """Run ``specs`` with the current policy (one generation batch); returns the rollouts
         and the seconds spent generating."""
         config = self.config
+        if self.engine is not None:
+            self.engine.sync(self.policy, f"update-{int(self.scheduler.last_epoch):06d}")
         agent = self.rollout_agent(seed)
         self.policy.eval()
         try:
@@ -418,6 +442,8 @@ class GRPOTrainer:
         finally:
             self.policy.train()
             agent.close()
+        if self.engine is not None:
+            self.engine.raise_failure(agent)
         return rollouts, agent.generation_seconds
 
     def rollout(self, step: int) -> tuple[list[list[Rollout]], dict[str, float]]:
@@ -435,6 +461,7 @@ class GRPOTrainer:
             "time_rollout": elapsed,
             "time_generation": generation,
             "time_env": env_time,
+            **(self.engine.step_metrics() if self.engine is not None else {}),
         }
 
     def evaluate(self) -> dict[str, float]:
@@ -535,6 +562,27 @@ class GRPOTrainer:
             "advantage_std": float(array.std()),
             "advantage_abs_mean": float(np.abs(array).mean()),
         }
+
+    def correct_off_policy(self, sequences: list[TrainSequence]) -> list[TrainSequence]:
+        """Rollouts from a vllm or server engine: the trainer's log-probs become PPO's old
+        log-probs and each trained token's advantage is weighted by its truncated importance
+        weight (:mod:`rounds.trainers.off_policy`); the mismatch statistics join the step's
+        metrics."""
+        cap = self.config.rollout.importance_sampling_cap
+        if cap is None or not sequences:
+            return sequences
+        corrected, stats = importance_corrected(
+            self.policy,
+            sequences,
+            cap=cap,
+            temperature=self.config.temperature,
+            pad_id=int(self.tokenizer.pad_token_id),
+            device=self.device,
+            micro_batch_size=self.config.micro_batch_size,
+            autocast=self.autocast,
+        )
+        self.signal_stats.update(stats)
+        return corrected
 
     # ------------------------------------------------------------------ 4. update
 

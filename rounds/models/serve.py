@@ -370,6 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     apply_offline_defaults()
     server = GenerationServer(args.model, device=args.device, dtype=args.dtype)
     sock = bind(args.host, args.port)
+    sock.listen(128)  # connections queue from now on, so the printed address answers
     port = sock.getsockname()[1]
     print(f"rounds rollout server: {args.model} on http://{args.host}:{port}", flush=True)
     config = uvicorn.Config(create_app(server), log_level="warning", lifespan="off")
