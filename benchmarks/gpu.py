@@ -650,6 +650,12 @@ def main() -> None:
             "budget_s": args.budget_s,
         },
     )
+    header = report.header
+    print(
+        f"{header['device_name']}, torch {header['torch']}, transformers {header['transformers']}, "
+        f"Python {header['python']}; {header['workload']}; budget {args.budget_s:.0f} s",
+        flush=True,
+    )
     bench = Bench(
         device=device,
         work=work,
