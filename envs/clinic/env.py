@@ -77,8 +77,9 @@ class DiagGymEnv(TextEnv):
     commits to a final diagnosis.
     Cases come from an explicit case model over a knowledge base of 92
     emergency and internal-medicine diagnoses (with their common and dangerous
-    mimics) and 101 examinations (labs with units and reference ranges, ECG,
-    imaging, microbiology, bedside tests and physical examination), or from a
+    mimics) and 103 examinations (labs with units and reference ranges, ECG,
+    imaging, microbiology, bedside tests, physical examination, the full history
+    and the vital signs), or from a
     DiagBench-layout file. Each generated patient has one latent physiological
     state from which every result is computed (acid-base by Henderson-Hasselbalch,
     one heart rate for the vital signs and the ECG, SpO2 from PaO2), and each
@@ -157,7 +158,7 @@ class DiagGymEnv(TextEnv):
 
     ## Version History
     - v0: first release; the case model since has one latent physiological state
-      per case, 92 diagnoses, 101 exams, strict exam names, hit_ratio counting an exam
+      per case, 92 diagnoses, 103 exams, strict exam names, hit_ratio counting an exam
       once, and the single-step variant (bank ids are versioned by ``BANK_VERSION``);
       the presentation is now a triage note, with the full history and the vital
       signs orderable items.

@@ -410,7 +410,10 @@ class FeatureTable:
 
 def _log(values: np.ndarray) -> np.ndarray:
     """``log(values)`` with ``-inf`` where a value is 0."""
-    return np.log(values, where=values > 0, out=np.full_like(values, -np.inf, dtype=float))
+    logs: np.ndarray = np.log(
+        values, where=values > 0, out=np.full_like(values, -np.inf, dtype=float)
+    )
+    return logs
 
 
 class KnowledgeBase:
