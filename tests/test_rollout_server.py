@@ -31,7 +31,7 @@ from rounds.models import load_model_and_tokenizer
 from rounds.models.rollout_protocol import GenerateRequest, SamplingParams
 from rounds.models.serve import BackgroundServer, GenerationServer
 from rounds.registration import make
-from rounds.trainers import GRPOConfig, GRPOTrainer
+from rounds.trainers import GRPOConfig, GRPOTrainer, ResumeError
 from rounds.trainers.loss import token_logprobs
 from rounds.trainers.off_policy import importance_corrected, truncated_importance_weights
 from rounds.trainers.sequences import TrainSequence, collate
@@ -336,3 +336,22 @@ def test_python_m_serve_binds_loopback_and_answers(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_a_run_resumes_on_a_relaunched_server_at_another_address(
+    tmp_path: Path, server: tuple[WatchedServer, BackgroundServer]
+) -> None:
+    watched, front = server
+    GRPOTrainer(config=settings(tmp_path, front.url, steps=1, checkpoint_every=1)).train()
+    front.stop()
+    moved = BackgroundServer(watched)  # the same model, relaunched on another port
+    with moved.running() as url:
+        assert url != front.url
+        resumed = GRPOTrainer(config=settings(tmp_path, url, steps=2, checkpoint_every=1))
+        assert resumed.start_step == 1
+        resumed.train()
+        assert watched.seen[-1][0] == "update-000001.push-00001"
+        changed = settings(tmp_path, url, steps=3)
+        changed.rollout.importance_sampling_cap = 2.0
+        with pytest.raises(ResumeError, match="rollout"):
+            GRPOTrainer(config=changed)

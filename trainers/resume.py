@@ -41,6 +41,12 @@ SAFE_ON_RESUME = frozenset(
     }
 )
 
+#: ``rollout`` settings a resumed run may change: where the server is and how it is reached
+#: (a relaunched server on another port), not what is sampled or trained.
+SAFE_ROLLOUT_ON_RESUME = frozenset(
+    {"base_url", "sync_dir", "request_timeout_s", "retries", "retry_backoff_s"}
+)
+
 
 class ResumeError(ValueError):
     """The run directory cannot be resumed with these settings (the message says why and what to do)."""
@@ -98,6 +104,11 @@ def check_resume(config: GRPOConfig, config_path: Path, checkpoint: Path) -> Non
             "resume: false to start over, or use another output_dir."
         ) from err
     current = config.model_dump(mode="json")
+    for settings in (previous, current):
+        if isinstance(settings.get("rollout"), dict):
+            settings["rollout"] = {
+                k: v for k, v in settings["rollout"].items() if k not in SAFE_ROLLOUT_ON_RESUME
+            }
     changed = [
         f"{key} ({_show(previous[key])} -> {_show(current[key])})"
         for key in current
