@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import inspect
 import math
 import os
 import platform
@@ -202,7 +201,7 @@ class Report:
                     f"| {row['model']} | {_billions(row['params'])} | {row['reuse_cache']} | "
                     f"{row['generated_tokens_per_s']:.0f} | {row['turn_s'][0]:.2f} | "
                     f"{row['turn_s'][-1]:.2f} | {row['generation_s']:.1f} | "
-                    f"{_cache_cell(row.get('cache'))} | {_percent(row['mfu'])} | "
+                    f"{_cache_cell(row['cache'])} | {_percent(row['mfu'])} | "
                     f"{_gib(row['peak_memory_bytes'])} |"
                 )
         lines += [
@@ -257,9 +256,7 @@ def _billions(count: int) -> str:
     return f"{count / 1e9:.2f}B" if count >= 1e8 else f"{count / 1e6:.2f}M"
 
 
-def _cache_cell(cache: dict[str, int] | None) -> str:
-    if cache is None:
-        return "n/a"
+def _cache_cell(cache: dict[str, int]) -> str:
     return f"{cache['prefilled_tokens']} ({cache['reused_tokens']})"
 
 
@@ -319,20 +316,10 @@ def peak_memory(row: dict[str, Any], device: str) -> Iterator[None]:
 def hf_agent(
     model: Any, tokenizer: Any, device: str, new_tokens: int, reuse: bool, timeout_s: float
 ) -> Any:
-    """The ``hf`` agent over ``model``, with the KV-cache reuse flag set; a generation call
-    stops after ``timeout_s`` (what is left of the budget).
-
-    Raises:
-        RuntimeError: ``reuse`` is asked for and this tree's ``HFAgent`` has no
-            ``reuse_cache`` flag (without one, it re-prefills every turn).
-    """
+    """The ``hf`` agent over ``model``, keeping KV caches between turns when ``reuse``; a
+    generation call stops after ``timeout_s`` (what is left of the budget)."""
     from rounds.agents.hf import HFAgent
 
-    flag: dict[str, Any] = {}
-    if "reuse_cache" in inspect.signature(HFAgent.__init__).parameters:
-        flag["reuse_cache"] = reuse
-    elif reuse:
-        raise RuntimeError("HFAgent has no reuse_cache flag in this tree (agents/hf.py)")
     return HFAgent(
         "random-weights",
         model_obj=model,
@@ -342,7 +329,7 @@ def hf_agent(
         temperature=1.0,
         seed=0,
         timeout_s=timeout_s,
-        **flag,
+        reuse_cache=reuse,
     )
 
 
@@ -351,11 +338,9 @@ def utilisation(flops: float, seconds: float, bench: Bench) -> float | None:
     return None if bench.peak_tflops is None else flops / seconds / (bench.peak_tflops * 1e12)
 
 
-def cache_counts(agent: Any) -> dict[str, int] | None:
-    """The agent's KV-cache counters (``HFAgent.cache_stats``), flattened; None without them."""
-    stats = getattr(agent, "cache_stats", None)
-    if stats is None:
-        return None
+def cache_counts(agent: Any) -> dict[str, int]:
+    """The agent's KV-cache counters (``HFAgent.cache_stats``), flattened."""
+    stats = agent.cache_stats
     counts = {
         "reused_tokens": int(stats.reused_tokens),
         "prefilled_tokens": int(stats.prefilled_tokens),
@@ -402,10 +387,9 @@ def generate_part(bench: Bench, model: Any, reuse: bool, row: dict[str, Any]) ->
         wall = time.perf_counter() - started
     agent.close()
     after = cache_counts(agent)
-    if warm is not None and after is not None:
-        # What the cache saved in the measured run (tokens read from held caches against
-        # tokens the model ran), and why any later turn was prefilled from scratch.
-        row["cache"] = {key: after[key] - warm.get(key, 0) for key in after}
+    # What the cache saved in the measured run (tokens read from held caches against tokens
+    # the model ran), and why any later turn was prefilled from scratch.
+    row["cache"] = {key: after[key] - warm.get(key, 0) for key in after}
     generated = sum(t.tokens.completion for r in rollouts for t in r.episode.turns)
     turns = max(len(r.actions) for r in rollouts)
     # Lockstep: every live episode's turn t is one act_batch call, timed in its actions.
