@@ -18,6 +18,7 @@ import torch
 
 from rounds.agents.base import Action, Chat
 from rounds.agents.hf import KV_CACHE_KEY, HFAgent
+from rounds.agents.kv_cache import plain_layers
 from rounds.agents.loop import EpisodeSpec, Rollout, run_episodes
 from rounds.models import load_model_and_tokenizer
 from rounds.text_env import EpisodeEnd, StepResult, TextEnv
@@ -221,3 +222,21 @@ def test_an_episode_ended_by_its_token_budget_frees_its_cache(tiny_lm: tuple[Any
             break
     assert action.end_reason == "episode token budget (90) reached"
     assert KV_CACHE_KEY not in chat.state
+
+
+def test_only_plain_full_attention_caches_are_kept() -> None:
+    from transformers import DynamicCache, Qwen2Config
+
+    keys = torch.zeros(1, 2, 6, 8)
+    assert plain_layers(DynamicCache(ddp_cache_data=[(keys, keys), (keys, keys)])) is not None
+    config = Qwen2Config(
+        num_hidden_layers=2,
+        use_sliding_window=True,
+        sliding_window=4,
+        layer_types=["sliding_attention", "full_attention"],
+    )
+    sliding = DynamicCache(config=config)
+    for layer in range(2):
+        sliding.update(keys, keys, layer)
+    assert plain_layers(sliding) is None  # a window drops old columns: no per-episode prefix
+    assert plain_layers(None) is None
