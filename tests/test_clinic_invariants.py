@@ -239,3 +239,7 @@ def test_no_case_denies_its_own_chief_complaint(kb: KnowledgeBase) -> None:
                     note_id,
                     summary,
                 )
+                # nor does the full history, which names the complaint only as what it adds to
+                history = C.render_history(kb, case).replace(f"Besides {complaint}, ", "")
+                history = history.replace(f"no symptoms besides {complaint}.", "")
+                assert not item.search(history), (note_id, history)
