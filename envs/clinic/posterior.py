@@ -8,7 +8,9 @@ model is a naive-Bayes network), so after observing features ``x_1..x_k``
 and unobserved features marginalise out. The features are the case's latent
 variables (a derived result such as chloride or SpO2 reveals the latent
 variables it is computed from). A symptom's table depends on the chief
-complaint (its pertinent negatives), which is always observed first.
+complaint (its pertinent negatives), which is always observed first. An
+observation may be a group of levels (the triage note tells only that a symptom
+was ``not_volunteered``); the history's finer report later replaces it.
 Entropies are in nats.
 """
 
