@@ -141,6 +141,10 @@ BENCHMARKS: dict[str, tuple[list[str], Callable[[str], Figures]]] = {
         json_figures(r"per_s/"),
     ),
     "trainer_step": (["trainer_step.py", "--steps", "6"], trainer_figures),
+    "update_step": (
+        ["update_step.py", "--models", "tiny", "--repeats", "3", "--threads", "1", "--json"],
+        json_figures(r"(median_s|head_rows)$"),
+    ),
     "env_workers": (
         ["env_workers.py", "--episodes", "12", "--workers", "4", "--repeats", "1", "--json"],
         json_figures(r"."),
