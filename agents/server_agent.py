@@ -187,6 +187,19 @@ class _Unanswered(Exception):
     """The server did not answer a request made while restoring weights (retry)."""
 
 
+def model_context(model: str) -> int:
+    """``model``'s context length from its local config, or 32768 when there is none."""
+    from transformers import AutoConfig
+
+    from rounds.models import resolve_model
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model(model))
+    except (OSError, ValueError):
+        return 32_768
+    return int(getattr(config, "max_position_embeddings", 32_768))
+
+
 class ServerAgent(EngineAgent):
     """Generation on a rollout server, batched across episodes.
 
@@ -197,7 +210,8 @@ class ServerAgent(EngineAgent):
         tokenizer: the tokenizer, if already loaded.
         max_new_tokens, temperature, top_p, top_k: sampling (``temperature=0``: greedy).
         seed: seeds each prompt's ``sampling_seed`` (with the call count and its row).
-        max_context_tokens: the served model's context.
+        max_context_tokens: the served model's context (default: ``model``'s config's
+            ``max_position_embeddings``, else 32768).
         max_episode_tokens: end an episode before its token sequence could exceed this.
         use_tools: pass env tool specs to the chat template.
         timeout_s, retries, retry_backoff_s: see :class:`RolloutServerClient`.
@@ -217,7 +231,7 @@ class ServerAgent(EngineAgent):
         top_p: float = 1.0,
         top_k: int = 0,
         seed: int = 0,
-        max_context_tokens: int = 32_768,
+        max_context_tokens: int | None = None,
         max_episode_tokens: int | None = None,
         use_tools: bool = True,
         timeout_s: float | None = 600.0,
@@ -243,7 +257,9 @@ class ServerAgent(EngineAgent):
         )
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model)
         self.tokens = ConversationTokens(
-            self.tokenizer, use_tools=use_tools, max_context_tokens=max_context_tokens
+            self.tokenizer,
+            use_tools=use_tools,
+            max_context_tokens=max_context_tokens or model_context(model),
         )
         self.tokens.stop_ids = {self.tokens.eos_id, *(int(s) for s in stop_ids or ())}
         self.max_new_tokens = max_new_tokens

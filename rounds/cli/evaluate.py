@@ -36,8 +36,8 @@ def agent_options_for(
     if model is not None:
         options["model"] = model
     if base_url is not None:
-        if agent != "openai":
-            fail("--base-url is only for --agent openai")
+        if agent not in ("openai", "server"):
+            fail("--base-url is only for --agent openai or server")
         options["base_url"] = base_url
     if temperature is not None:
         options["temperature"] = temperature
@@ -150,7 +150,7 @@ def eval_command(
     agent: Annotated[
         str,
         typer.Option(
-            help="Agent: a scripted baseline of the env (expert, bayes, random, ...), or hf, vllm, openai."
+            help="Agent: a scripted baseline of the env (expert, bayes, random, ...), or hf, vllm, server, openai."
         ),
     ],
     model: Annotated[
@@ -162,7 +162,7 @@ def eval_command(
     base_url: Annotated[
         str | None,
         typer.Option(
-            help="OpenAI-compatible endpoint for --agent openai (default $OPENAI_BASE_URL)."
+            help="OpenAI-compatible endpoint for --agent openai (default $OPENAI_BASE_URL), or the rollout server of --agent server."
         ),
     ] = None,
     temperature: Annotated[
