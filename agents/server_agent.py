@@ -20,6 +20,7 @@ started with, so before generating again the client checks the server's
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -167,20 +168,49 @@ class RolloutServerClient:
     def generate(
         self, prompts: Sequence[list[int]], params: Sequence[SamplingParams]
     ) -> list[dict[str, Any]]:
-        """One ``/generate`` call for a batch of token-id prompts; one result per prompt."""
+        """One ``/generate`` call for a batch of token-id prompts; one result per prompt.
+
+        The results must come from the trainer's last pushed weights: a server that restarted
+        between two calls (no failed request to notice it by) answers with its launch
+        weights, so the answer's ``weight_version`` (each result's ``meta_info``, or
+        ``/get_model_info`` when the server does not put it there) is checked, and on a
+        mismatch the weights are reloaded and the batch sampled again.
+        """
         body = {
             "input_ids": [list(p) for p in prompts],
             "sampling_params": [p.model_dump(exclude_none=True) for p in params],
             "return_logprob": True,
         }
-        results = self.request("POST", "/generate", body)
-        if not isinstance(results, list) or len(results) != len(prompts):
-            raise RolloutServerError(
-                f"the rollout server at {self.base_url} answered a batch of {len(prompts)} "
-                f"prompts with {len(results) if isinstance(results, list) else 'no list of'} "
-                "results; it must answer /generate batches as SGLang does"
-            )
-        return results
+        for _ in range(1 + self.retries):
+            results = self.request("POST", "/generate", body)
+            if not isinstance(results, list) or len(results) != len(prompts):
+                raise RolloutServerError(
+                    f"the rollout server at {self.base_url} answered a batch of {len(prompts)} "
+                    f"prompts with {len(results) if isinstance(results, list) else 'no list of'} "
+                    "results; it must answer /generate batches as SGLang does"
+                )
+            if self._expected_served(results):
+                return results
+            self.retried += 1
+            with contextlib.suppress(_Unanswered):  # still down: the next request retries
+                self._restore_weights()
+        raise RolloutServerError(
+            f"the rollout server at {self.base_url} kept generating with other weights than "
+            f"the trainer's last push ({self.expected_weights.weight_version if self.expected_weights else None}); "
+            "is another trainer pushing to the same server?"
+        )
+
+    def _expected_served(self, results: list[dict[str, Any]]) -> bool:
+        expected = self.expected_weights
+        if expected is None:
+            return True
+        versions = {
+            (r.get("meta_info") or {}).get("weight_version") if isinstance(r, dict) else None
+            for r in results
+        }
+        if versions == {None}:  # the server does not say per result: ask it
+            versions = {self.model_info().weight_version}
+        return versions == {expected.weight_version}
 
 
 class _Unanswered(Exception):

@@ -35,6 +35,7 @@ from rounds.trainers import GRPOConfig, GRPOTrainer, ResumeError
 from rounds.trainers.loss import token_logprobs
 from rounds.trainers.off_policy import importance_corrected, truncated_importance_weights
 from rounds.trainers.sequences import TrainSequence, collate
+from rounds.trainers.weight_sync import DiskWeightSync
 
 
 class WatchedServer(GenerationServer):
@@ -355,3 +356,24 @@ def test_a_run_resumes_on_a_relaunched_server_at_another_address(
         changed.rollout.importance_sampling_cap = 2.0
         with pytest.raises(ResumeError, match="rollout"):
             GRPOTrainer(config=changed)
+
+
+def test_a_restart_between_two_calls_is_noticed_by_the_weight_version(
+    tmp_path: Path, server: tuple[WatchedServer, BackgroundServer]
+) -> None:
+    watched, front = server
+    launch = weights(watched.lm)
+    trained, _ = load_model_and_tokenizer("tiny")
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.add_(0.01)
+    client = RolloutServerClient(front.url, retries=2, retry_backoff_s=0.01)
+    DiskWeightSync(client, tmp_path / "sync").push(trained, "step-1")
+    # The server comes back with its launch weights, and no request failed to tell.
+    watched.lm.load_state_dict(launch)
+    watched.weight_version = "default"
+    client.generate([[1, 2, 3]], [SamplingParams(max_new_tokens=2)])
+    assert [version for version, _ in watched.seen] == ["default", "step-1.push-00001"]
+    assert_same_weights(watched.seen[-1][1], weights(trained))
+    assert client.retried == 1
+    client.close()
