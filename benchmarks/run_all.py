@@ -140,6 +140,10 @@ BENCHMARKS: dict[str, tuple[list[str], Callable[[str], Figures]]] = {
         ["rollout_throughput.py", "--episodes", "8", "--turns", "3", "--repeats", "1", "--json"],
         json_figures(r"per_s/"),
     ),
+    "rollout_turns": (
+        ["rollout.py", "--quick", "--threads", "1"],
+        json_figures(r"(speedup|turn_last_over_first|rollout_s)$"),
+    ),
     "trainer_step": (["trainer_step.py", "--steps", "6"], trainer_figures),
     "update_step": (
         ["update_step.py", "--models", "tiny", "--repeats", "3", "--threads", "1", "--json"],
