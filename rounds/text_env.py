@@ -212,6 +212,12 @@ class TextEnv(gym.Env[str, str]):
         (then it has no ``choice`` action mode)."""
         return None
 
+    def choice_commands(self) -> list[str] | None:
+        """The commands the choice action mode numbers: by default every admissible command;
+        an env may list fewer (e.g. leave out commands that only show information), and a
+        command it leaves out can still be written as text."""
+        return self.admissible_commands()
+
     def present_action(self, command: str) -> str:
         """``command`` as an agent of this action mode writes it: its number in choice mode
         (when listed), else the command itself. Scripted baselines answer through it, so a
@@ -225,7 +231,7 @@ class TextEnv(gym.Env[str, str]):
         if self.action_mode != "choice" or self._done:
             self.choices = []
             return observation
-        self.choices = list(self.admissible_commands() or [])
+        self.choices = list(self.choice_commands() or [])
         listing = "\n".join(f"{n}. {c}" for n, c in enumerate(self.choices, start=1))
         return f"{observation}\n\nCommands:\n{listing}\nReply with the number of one command."
 

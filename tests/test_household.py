@@ -339,3 +339,19 @@ def test_choice_mode_rejection_does_not_repeat_the_listed_commands() -> None:
     observation = choice.step("fly away")[0]
     assert "Valid commands now include" not in observation
     assert observation.count("\n1. ") == 1
+
+
+def test_choice_listing_acting_numbers_only_commands_that_change_the_home() -> None:
+    """``choice_listing="acting"`` leaves look, inventory and examine out of the numbered
+    list (they stay valid as text); the numbers select the listed commands."""
+    env = HouseholdEnv(max_rooms=1, action_mode="choice", choice_listing="acting")
+    observation, _ = env.reset(seed=0)
+    listed = env.choices
+    assert listed and all(not c.startswith(("look", "inventory", "examine")) for c in listed)
+    assert set(listed) < set(env.admissible_commands())
+    assert "1. " + listed[0] in observation and "inventory" not in observation.split("Commands:")[1]
+    assert not env.step("look")[4]["invalid_action"]
+    observation, _, _, _, info = env.step(str(len(env.choices)))
+    assert not info["invalid_action"] and observation.startswith("You arrive at")
+    with pytest.raises(ValueError, match="choice_listing"):
+        HouseholdEnv(choice_listing="some")

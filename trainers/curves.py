@@ -1,8 +1,8 @@
 """A training run's learning curves (``curves.png``) and its held-out before -> after.
 
 Read from the run's ``metrics.jsonl`` only, so ``rounds replay`` (which draws the same
-series from the same rows) and this picture agree. Held-out success "before" is the
-evaluation at the start (``eval_at_start``: after any warm start, before GRPO), "after" the
+series from the same rows) and this picture agree. Held-out success "before" is the first
+evaluation (with ``eval_at_start``: before any training, warm start included), "after" the
 last one; each with the bootstrap interval the evaluation recorded, and a one-sided Fisher
 exact test of "after > before" on the two evaluations' success counts.
 """

@@ -15,6 +15,10 @@ from rounds.snapshots import restore_state, snapshot_state
 from rounds.text_env import EpisodeEnd, ScriptedPolicy, StepResult, TextEnv
 
 _META_TAGS = ("plan", "explore", "reflect")
+#: What the choice action mode lists: every admissible command, or only those that act
+#: (not ``look``, ``inventory``, ``examine ...``, which only show information).
+CHOICE_LISTINGS = ("all", "acting")
+_INFORMATIONAL = ("look", "inventory", "examine ")
 
 
 class HouseholdEnv(TextEnv):
@@ -106,6 +110,7 @@ class HouseholdEnv(TextEnv):
         "meta-reasoning": {"meta_reasoning": True},
         "choice": {"action_mode": "choice"},
         "small": {"max_rooms": 1, "max_receptacles": 4},
+        "choice-acting": {"action_mode": "choice", "choice_listing": "acting"},
     }
 
     def __init__(
@@ -114,6 +119,7 @@ class HouseholdEnv(TextEnv):
         task_types: Sequence[str] | None = None,
         max_rooms: int = 2,
         max_receptacles: int | None = None,
+        choice_listing: str = "all",
         meta_reasoning: bool = False,
         meta_reasoning_bonus: float = 0.1,
         max_turns: int = 50,
@@ -128,11 +134,16 @@ class HouseholdEnv(TextEnv):
             )
         if max_rooms < 1:
             raise ValueError(f"max_rooms must be at least 1, got {max_rooms}")
+        if choice_listing not in CHOICE_LISTINGS:
+            raise ValueError(
+                f"unknown choice_listing {choice_listing!r}; choose one of {', '.join(CHOICE_LISTINGS)}"
+            )
         if max_receptacles is not None and max_receptacles < 1:
             raise ValueError(f"max_receptacles must be at least 1 (or None), got {max_receptacles}")
         self.task_types = tuple(chosen)
         self.max_rooms = max_rooms
         self.max_receptacles = max_receptacles
+        self.choice_listing = choice_listing
         self.meta_reasoning = meta_reasoning
         self.meta_reasoning_bonus = meta_reasoning_bonus
         self.catalog = load_catalog()
@@ -143,15 +154,24 @@ class HouseholdEnv(TextEnv):
 
     @property
     def system_prompt(self) -> str:
-        prompt = (
-            "You are an agent in a home. Complete the household task you are given by "
-            "interacting with the home through text commands. Each turn, reply with exactly "
-            f"one command.\n{GRAMMAR}.\n"
-            "Use the names you see, with their numbers (e.g. 'go to cabinet 2', "
-            "'take apple 1 from countertop 1'). You carry one object at a time; open closed "
-            "receptacles before looking inside; clean at a sink, heat with a microwave, cool "
-            "with a fridge; to look at something under a lamp, hold it at the lamp and use the lamp."
+        rules = (
+            "You carry one object at a time; open closed receptacles before looking inside; "
+            "clean at a sink, heat with a microwave, cool with a fridge; to look at something "
+            "under a lamp, hold it at the lamp and use the lamp."
         )
+        if self.action_mode == "choice":  # the commands are listed: no grammar to learn
+            prompt = (
+                "You are an agent in a home. Complete the household task you are given. Each "
+                "turn, reply with the number of one of the listed commands. " + rules
+            )
+        else:
+            prompt = (
+                "You are an agent in a home. Complete the household task you are given by "
+                "interacting with the home through text commands. Each turn, reply with exactly "
+                f"one command.\n{GRAMMAR}.\n"
+                "Use the names you see, with their numbers (e.g. 'go to cabinet 2', "
+                "'take apple 1 from countertop 1'). " + rules
+            )
         if self.meta_reasoning:
             prompt += (
                 "\nBefore the command you may add one tag: <plan>...</plan> to lay out your plan "
@@ -273,6 +293,14 @@ class HouseholdEnv(TextEnv):
         commands = self.world.admissible_commands()
         local = [c for c in commands if not c.startswith("go to ")]
         return local + [c for c in commands if c.startswith("go to ")]
+
+    def choice_commands(self) -> list[str]:
+        """The numbered commands of the choice mode: all admissible ones, or with
+        ``choice_listing="acting"`` those that change the home (the others stay valid as text)."""
+        commands = self.admissible_commands()
+        if self.choice_listing == "acting":
+            return [c for c in commands if not c.startswith(_INFORMATIONAL)]
+        return commands
 
     def _turn_info(self) -> dict[str, Any]:
         return {"admissible_commands": self.world.admissible_commands()}
