@@ -193,7 +193,9 @@ class HFAgent(BaseAgent):
             for chat, prompt in zip(chats, prompts, strict=True)
         ]
         pad = int(self.tokenizer.pad_token_id)
-        batch = layout_batch([ids for ids, _, _ in prompts], held, pad, self.device)
+        batch = layout_batch(
+            [ids for ids, _, _ in prompts], held, pad, self.device, self.max_new_tokens
+        )
         input_ids, attention = batch.input_ids, batch.attention_mask
         width = input_ids.shape[1]
         cache: dict[str, Any] = {}

@@ -15,7 +15,9 @@ Episode ``i`` holds keys and values for the first ``c_i`` of its ``n_i`` tokens.
 
 with attention 0 on the pads. The held keys and values are right-aligned into one
 ``[B, heads, C, head_dim]`` tensor per layer (zeros under the pads) and passed as the
-generation's cache, so the model runs only the last ``S`` columns. transformers'
+generation's cache, so the model runs only the last ``S`` columns; each layer has
+room reserved for the columns to come (:class:`ReservedLayer`), so a decoding step
+writes its keys in place instead of copying the whole cache. transformers'
 ``generate`` takes position ids from the attention mask's running sum, so every real
 token keeps the position it has in its own sequence, matching the rotary-embedded
 keys in the cache; the pads in the middle are masked keys that cost attention width,
@@ -35,10 +37,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import torch
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 
 @dataclass
@@ -75,6 +78,45 @@ class CachedBatch:
     """A ``DynamicCache`` of the held keys and values, or None when no episode holds any."""
 
 
+class ReservedLayer(DynamicLayer):
+    """A full-attention cache layer with room reserved for the columns still to come.
+
+    Each generation step writes its keys and values in place rather than
+    concatenating them to the layer's (a copy of the whole layer per step, which on a
+    long conversation costs more than the step's attention). ``keys`` and ``values``
+    are views of the filled columns; a method that replaces them (``crop``, a batch
+    selection) is honoured, since the next update reseats the buffers on them.
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # untyped in transformers
+        self.device = keys.device
+        self.is_initialized = True
+        self._seat(keys, values, length)
+
+    def _seat(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+        self._keys, self._values, self._length = keys, values, length
+        self.keys, self.values = keys[:, :, :length], values[:, :, :length]
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        keys, values = self.keys, self.values
+        assert keys is not None and values is not None  # set since __init__
+        seated = keys.data_ptr() == self._keys.data_ptr() and keys.shape[2] == self._length
+        if not seated:  # keys were replaced: reserve room after them again
+            self._seat(keys, values, keys.shape[2])
+        end = self._length + key_states.shape[2]
+        if end > self._keys.shape[2]:  # more than reserved: grow by at least double
+            grow = (0, 0, 0, max(end, 2 * self._keys.shape[2]) - self._keys.shape[2])
+            self._keys = torch.nn.functional.pad(self._keys, grow)
+            self._values = torch.nn.functional.pad(self._values, grow)
+        self._keys[:, :, self._length : end] = key_states
+        self._values[:, :, self._length : end] = value_states
+        self._seat(self._keys, self._values, end)
+        return self._keys[:, :, :end], self._values[:, :, :end]
+
+
 def weights_version(model: Any) -> int:
     """A number that changes whenever the model's parameters are changed in place.
 
@@ -107,12 +149,14 @@ def layout_batch(
     held: Sequence[tuple[EpisodeCache, int] | None],
     pad_id: int,
     device: Any,
+    max_new_tokens: int,
 ) -> CachedBatch:
     """Rows, attention mask and batched cache for ``prompts``, where ``held[i]`` is episode
-    ``i``'s cache and how many of its tokens to use (see the module docstring's layout)."""
-    import torch
-    from transformers import DynamicCache
+    ``i``'s cache and how many of its tokens to use (see the module docstring's layout).
 
+    The cache's layers (:class:`ReservedLayer`) have room for the new columns and
+    ``max_new_tokens`` generated ones. With no cache held, ``cache`` is None and the model
+    makes its own (of whatever kind it needs)."""
     cached = [0 if h is None else h[1] for h in held]
     width_cached = max(cached)
     width_new = max(len(ids) - c for ids, c in zip(prompts, cached, strict=True))
@@ -126,21 +170,21 @@ def layout_batch(
         masks.append([0] * (width_cached - c) + [1] * c + [0] * (width_new - new) + [1] * new)
     cache = None
     if width_cached > 0:
+        capacity = width_cached + width_new + max_new_tokens
         template = next(h[0] for h in held if h is not None and h[1] > 0)
         layers = []
         for layer, (keys, values) in enumerate(template.layers):
-            parts: list[tuple[torch.Tensor, torch.Tensor]] = []
-            for h, c in zip(held, cached, strict=True):
-                if h is None or c == 0:
-                    k = keys.new_zeros((*keys.shape[:2], width_cached, keys.shape[3]))
-                    v = values.new_zeros((*values.shape[:2], width_cached, values.shape[3]))
-                else:
-                    k, v = (t[:, :, :c] for t in h[0].layers[layer])
-                    pad = (0, 0, width_cached - c, 0)
-                    k, v = torch.nn.functional.pad(k, pad), torch.nn.functional.pad(v, pad)
-                parts.append((k, v))
-            layers.append((torch.cat([k for k, _ in parts]), torch.cat([v for _, v in parts])))
-        cache = DynamicCache(ddp_cache_data=layers)
+            buffers = [
+                t.new_zeros((len(prompts), t.shape[1], capacity, t.shape[3]))
+                for t in (keys, values)
+            ]
+            for row, (h, c) in enumerate(zip(held, cached, strict=True)):
+                if h is not None and c > 0:
+                    for buffer, held_part in zip(buffers, h[0].layers[layer], strict=True):
+                        buffer[row, :, width_cached - c : width_cached] = held_part[0, :, :c]
+            layers.append(ReservedLayer(buffers[0], buffers[1], width_cached))
+        cache = DynamicCache()
+        cache.layers = list[Any](layers)  # every layer given: none is added lazily
     return CachedBatch(
         input_ids=torch.tensor(rows, device=device),
         attention_mask=torch.tensor(masks, device=device),
@@ -152,10 +196,9 @@ def plain_layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
     """The per-layer keys and values of a generation's cache, or None when it is not a plain
     full-attention cache (sliding windows, linear or shared layers, no cache at all), whose
     columns could not be cut per episode."""
-    from transformers.cache_utils import DynamicLayer
-
     layers = getattr(cache, "layers", None)
-    if not layers or any(type(layer) is not DynamicLayer or layer.keys is None for layer in layers):
+    plain = (DynamicLayer, ReservedLayer)
+    if not layers or any(type(layer) not in plain or layer.keys is None for layer in layers):
         return None
     return [(layer.keys, layer.values) for layer in layers]
 
@@ -170,7 +213,6 @@ def split_batch_cache(
     """Each row's own cache after a generation: its prompt's unpadded columns, then the
     sampled tokens of ``completions[i]`` that the model was fed back (all but the batch's
     last step)."""
-    import torch
 
     width = attention_mask.shape[1]
     fed_back = max(0, layers[0][0].shape[2] - width)

@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -109,6 +110,7 @@ def measure(name: str, episodes: int, turns: int, tokens: int) -> dict[str, Any]
             "prefilled_tokens": agent.cache_stats.prefilled_tokens,
             "reused_tokens": agent.cache_stats.reused_tokens,
         }
+        print(f"{name} {key}: {results[key]}", file=sys.stderr, flush=True)
     results["speedup"] = round(results["full"]["rollout_s"] / results["reuse"]["rollout_s"], 3)
     results["same_tokens"] = [[a.token_ids for a in actions] for actions in sampled[True]] == [
         [a.token_ids for a in actions] for actions in sampled[False]
