@@ -157,6 +157,10 @@ BENCHMARKS: dict[str, tuple[list[str], Callable[[str], Figures]]] = {
         ["server_roundtrip.py", "--steps", "300", "--repeats", "1", "--json"],
         json_figures(r"."),
     ),
+    "rollout_server": (
+        ["rollout_server.py", "--models", "embedded", "--repeats", "3", "--json"],
+        json_figures(r"(generate_s|overhead_s|push_s)$"),
+    ),
     "replay_open": (["replay_open.py", "--episodes", "100000", "--opens", "1"], replay_figures),
     "eval_summary": (
         ["eval_summary.py", "--shapes", "200x4,100000x1"],
