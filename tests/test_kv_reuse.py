@@ -18,7 +18,7 @@ import torch
 
 from rounds.agents.base import Action, Chat
 from rounds.agents.hf import KV_CACHE_KEY, HFAgent
-from rounds.agents.kv_cache import plain_layers
+from rounds.agents.kv_cache import ReservedLayer, plain_layers
 from rounds.agents.loop import EpisodeSpec, Rollout, run_episodes
 from rounds.models import load_model_and_tokenizer
 from rounds.text_env import EpisodeEnd, StepResult, TextEnv
@@ -240,3 +240,18 @@ def test_only_plain_full_attention_caches_are_kept() -> None:
         sliding.update(keys, keys, layer)
     assert plain_layers(sliding) is None  # a window drops old columns: no per-episode prefix
     assert plain_layers(None) is None
+
+
+def test_a_reserved_layer_writes_in_place_and_reseats_after_a_crop() -> None:
+    keys = torch.zeros(2, 1, 8, 4)
+    keys[:, :, :3] = 1.0
+    layer = ReservedLayer(keys, keys.clone(), 3)
+    step = torch.full((2, 1, 1, 4), 2.0)
+    out_keys, _ = layer.update(step, step)
+    assert out_keys.shape[2] == 4 and out_keys.data_ptr() == keys.data_ptr()  # no copy
+    assert torch.equal(out_keys[:, :, 3], step[:, :, 0])
+    layer.crop(-2)  # transformers' own method replaces the views
+    out_keys, _ = layer.update(step * 2, step * 2)
+    assert layer.get_seq_length() == 3 and torch.equal(out_keys[:, :, 2], step[:, :, 0] * 2)
+    out_keys, _ = layer.update(torch.ones(2, 1, 9, 4), torch.ones(2, 1, 9, 4))  # past the room
+    assert out_keys.shape[2] == 12 and torch.equal(out_keys[:, :, :2], torch.ones(2, 1, 2, 4))
