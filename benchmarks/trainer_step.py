@@ -190,8 +190,8 @@ def summarize(times: list[float], tokens: list[float]) -> dict[str, float]:
 
 ENV_ID = "rounds/DiagGym-v0"
 #: Exams the shared checkpoint learns to order, one at random each turn: two catalogue names
-#: that differ from their first token, so that sampling at temperature 1 keeps the call valid
-#: while the episodes of a group still differ (and so do their rewards).
+#: that differ from their first token, so that the episodes of a group differ (and so do their
+#: rewards) while sampling (at ``--temperature``) keeps the call valid.
 EXAMS = ("Complete blood count", "Chest X-ray")
 
 
@@ -333,6 +333,7 @@ def run_rounds_multi(args: argparse.Namespace, model: str, out: str) -> dict[str
         max_new_tokens=args.tokens,
         max_episode_tokens=args.episode_tokens,
         advantage="turn",
+        temperature=args.temperature,
         learning_rate=1e-5,
         micro_batch_size=args.prompts * args.group,
         output_dir=out,
@@ -352,7 +353,7 @@ def run_rounds_multi(args: argparse.Namespace, model: str, out: str) -> dict[str
 
 def run_trl_multi(args: argparse.Namespace, model_path: str, out: str) -> dict[str, Any]:
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from rounds.integrations.trl import environment_factory, task_rows, use_chatml_tool_parser
@@ -395,7 +396,7 @@ def run_trl_multi(args: argparse.Namespace, model_path: str, out: str) -> dict[s
         save_strategy="no",
         disable_tqdm=True,
         seed=42,
-        temperature=1.0,
+        temperature=args.temperature,
     )
     trainer = GRPOTrainer(
         model=model,
@@ -405,6 +406,7 @@ def run_trl_multi(args: argparse.Namespace, model_path: str, out: str) -> dict[s
         callbacks=[Timer()],
         environment_factory=environment_factory(ENV_ID, **kwargs),
     )
+    trainer.remove_callback(PrinterCallback)  # its log lines would mix with the table / JSON
     trainer.train()
     return spread(times) | {
         "turns_per_episode": statistics.mean(turns) if turns else float("nan"),
@@ -434,7 +436,7 @@ def multi_turn(args: argparse.Namespace, work: str) -> None:
     print(
         f"# GRPO step, multi-turn: {ENV_ID} through its tools, {args.turns} turns, tiny model on CPU, "
         f"{args.prompts} tasks x {args.group} rollouts, up to {args.tokens} tokens a reply, "
-        f"{args.steps} measured steps after {args.warmup} warm-up"
+        f"temperature {args.temperature}, {args.steps} measured steps after {args.warmup} warm-up"
     )
     print(f"{'trainer':<8} {'median s':>9} {'min s':>7} {'max s':>7} {'turns/ep':>9}  learns from")
     for name, row in (("rounds", ours), ("trl", theirs)):
@@ -464,6 +466,12 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=4, help="multi-turn: the env's turn limit")
     parser.add_argument(
         "--episode-tokens", type=int, default=4096, help="multi-turn: token budget of an episode"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.3,
+        help="multi-turn: sampling temperature of both (low, so the tiny checkpoint's calls stay valid)",
     )
     parser.add_argument("--json", action="store_true", help="multi-turn: one JSON line")
     args = parser.parse_args()
