@@ -39,6 +39,10 @@ from rounds.models.rollout_protocol import (
 
 #: Answers of a server that is (re)starting or overloaded: worth another try.
 RETRY_STATUS = frozenset({502, 503, 504})
+#: Requests that load weights (a retry of one does not first restore weights).
+WEIGHT_PATHS = frozenset(
+    {"/update_weights_from_disk", "/init_weights_update_group", "/update_weights_from_distributed"}
+)
 
 
 class RolloutServerError(RuntimeError):
@@ -70,6 +74,8 @@ class RolloutServerClient:
         self._client = httpx.Client(base_url=self.base_url, timeout=timeout_s, trust_env=False)
         #: The weights the server should serve (the last successful push), or None: its own.
         self.expected_weights: UpdateWeightsFromDiskRequest | None = None
+        #: The ``weight_version`` the server should report (the last push), or None.
+        self.expected_version: str | None = None
         #: Requests that failed and were tried again (the trainer logs it).
         self.retried = 0
 
@@ -100,7 +106,7 @@ class RolloutServerClient:
                 time.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
                 self.retried += 1
             try:
-                if attempt and path != "/update_weights_from_disk":
+                if attempt and path not in WEIGHT_PATHS:
                     self._restore_weights()
                 response = self._http.request(method, path, json=body)
             except (httpx.TransportError, _Unanswered) as err:
@@ -124,13 +130,21 @@ class RolloutServerClient:
     def _restore_weights(self) -> None:
         """After a failed request: if the server lost the pushed weights (a restart), reload
         them. A server still down raises :class:`_Unanswered` (the caller retries)."""
-        expected = self.expected_weights
-        if expected is None:
+        version = self.expected_version
+        if version is None:
             return
         try:
             info = ModelInfo.model_validate(self._http.get("/get_model_info").json())
-            if info.weight_version == expected.weight_version:
+            if info.weight_version == version:
                 return
+            expected = self.expected_weights
+            if expected is None:
+                raise RolloutServerError(
+                    f"the rollout server at {self.base_url} serves weight_version "
+                    f"{info.weight_version!r}, not the trainer's last push {version!r} (did it "
+                    "restart?); broadcast weights (weight_sync nccl or gloo) cannot be sent "
+                    "again mid-step: use weight_sync disk for a server that may restart"
+                )
             answer = self._http.post("/update_weights_from_disk", json=expected.model_dump())
         except httpx.TransportError as err:
             raise _Unanswered(str(err) or type(err).__name__) from err
@@ -164,6 +178,13 @@ class RolloutServerClient:
                 "on a disk both machines see) and serve the trainer's model architecture"
             )
         self.expected_weights = update
+        self.expected_version = weight_version
+
+    def expect_version(self, weight_version: str) -> None:
+        """The server now serves ``weight_version``, pushed another way than from disk (a
+        broadcast): there is no file to reload it from after a restart."""
+        self.expected_weights = None
+        self.expected_version = weight_version
 
     def generate(
         self, prompts: Sequence[list[int]], params: Sequence[SamplingParams]
@@ -196,12 +217,12 @@ class RolloutServerClient:
                 self._restore_weights()
         raise RolloutServerError(
             f"the rollout server at {self.base_url} kept generating with other weights than "
-            f"the trainer's last push ({self.expected_weights.weight_version if self.expected_weights else None}); "
+            f"the trainer's last push ({self.expected_version}); "
             "is another trainer pushing to the same server?"
         )
 
     def _expected_served(self, results: list[dict[str, Any]]) -> bool:
-        expected = self.expected_weights
+        expected = self.expected_version
         if expected is None:
             return True
         versions = {
@@ -210,7 +231,7 @@ class RolloutServerClient:
         }
         if versions == {None}:  # the server does not say per result: ask it
             versions = {self.model_info().weight_version}
-        return versions == {expected.weight_version}
+        return versions == {expected}
 
 
 class _Unanswered(Exception):

@@ -35,7 +35,7 @@ from rounds.trainers import GRPOConfig, GRPOTrainer, ResumeError
 from rounds.trainers.loss import token_logprobs
 from rounds.trainers.off_policy import importance_corrected, truncated_importance_weights
 from rounds.trainers.sequences import TrainSequence, collate
-from rounds.trainers.weight_sync import DiskWeightSync
+from rounds.trainers.weight_sync import BroadcastWeightSync, DiskWeightSync
 
 
 class WatchedServer(GenerationServer):
@@ -95,11 +95,13 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
         assert torch.equal(a[name], b[name]), name
 
 
+@pytest.mark.parametrize("weight_sync", ["disk", "gloo"])
 def test_the_trainer_generates_on_the_server_and_syncs_weights_after_each_update(
-    tmp_path: Path, server: tuple[WatchedServer, BackgroundServer]
+    tmp_path: Path, server: tuple[WatchedServer, BackgroundServer], weight_sync: str
 ) -> None:
     watched, front = server
-    trainer = GRPOTrainer(config=settings(tmp_path, front.url))
+    rollout = {"backend": "server", "base_url": front.url, "weight_sync": weight_sync}
+    trainer = GRPOTrainer(config=settings(tmp_path, front.url, rollout=rollout))
     initial = weights(trainer.policy)
     after_step: list[dict[str, torch.Tensor]] = []
     rows: list[dict[str, Any]] = []
@@ -131,10 +133,12 @@ def test_the_trainer_generates_on_the_server_and_syncs_weights_after_each_update
     episodes = trainer.run.path / "episodes.jsonl"
     assert len(episodes.read_text().splitlines()) == 2 * 2 * 4
 
-    # Only the last push stays on disk, written as safetensors the server loaded.
-    pushes = sorted(p.name for p in (trainer.run.path / "weight_sync").iterdir())
-    assert pushes == ["update-000001.push-00002"]
-    assert (trainer.run.path / "weight_sync" / pushes[0] / "model.safetensors").exists()
+    if weight_sync == "disk":  # only the last push stays, as safetensors the server loaded
+        pushes = sorted(p.name for p in (trainer.run.path / "weight_sync").iterdir())
+        assert pushes == ["update-000001.push-00002"]
+        assert (trainer.run.path / "weight_sync" / pushes[0] / "model.safetensors").exists()
+    else:  # broadcast: nothing on disk
+        assert not (trainer.run.path / "weight_sync").exists()
 
     # A last sync leaves the server with exactly the trained weights.
     assert trainer.engine is not None
@@ -160,6 +164,9 @@ def test_a_server_that_restarts_mid_step_gets_the_weights_again_and_the_step_com
     def on_generate(call: int) -> None:
         if calls_before_step1 and call == calls_before_step1[0] + 2:
             threading.Thread(target=restart, daemon=True).start()
+            # Answer only once the shutdown has begun (uvicorn notices it within 0.1 s), so
+            # the next request cannot reach this server on a kept-alive connection.
+            time.sleep(0.5)
 
     watched.on_generate = on_generate
     trainer = GRPOTrainer(config=settings(tmp_path, front.url))
@@ -271,8 +278,10 @@ def test_importance_correction_replaces_old_logprobs_and_weights_advantages() ->
 def test_rollout_settings_refuse_what_is_not_built_or_incomplete() -> None:
     with pytest.raises(ValidationError, match=r"needs rollout\.base_url"):
         GRPOConfig(rollout={"backend": "server"})
-    with pytest.raises(ValidationError, match="'nccl' is not built"):
-        GRPOConfig(rollout={"backend": "server", "base_url": "http://x", "weight_sync": "nccl"})
+    with pytest.raises(ValidationError, match="'nccl' broadcasts to a rollout server"):
+        GRPOConfig(rollout={"backend": "vllm", "weight_sync": "nccl"})
+    with pytest.raises(ValidationError, match="weight_sync"):
+        GRPOConfig(rollout={"backend": "server", "base_url": "http://x", "weight_sync": "mpi"})
     with pytest.raises(ValidationError, match=r"base_url is set but rollout\.backend is 'hf'"):
         GRPOConfig(rollout={"base_url": "http://127.0.0.1:1"})
     with pytest.raises(ValidationError, match="LoRA"):
@@ -376,4 +385,22 @@ def test_a_restart_between_two_calls_is_noticed_by_the_weight_version(
     assert [version for version, _ in watched.seen] == ["default", "step-1.push-00001"]
     assert_same_weights(watched.seen[-1][1], weights(trained))
     assert client.retried == 1
+    client.close()
+
+
+def test_a_restarted_server_that_lost_broadcast_weights_stops_the_run_with_the_reason(
+    tmp_path: Path, server: tuple[WatchedServer, BackgroundServer]
+) -> None:
+    watched, front = server
+    trained, _ = load_model_and_tokenizer("tiny")
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.add_(0.01)
+    client = RolloutServerClient(front.url, retries=1, retry_backoff_s=0.01)
+    version = BroadcastWeightSync(client, "gloo").push(trained, "step-1")
+    assert watched.weight_version == version == "step-1.push-00001"
+    assert_same_weights(weights(watched.lm), weights(trained))
+    watched.weight_version = "default"  # as after a restart: the broadcast weights are gone
+    with pytest.raises(RolloutServerError, match="use weight_sync disk for a server that may"):
+        client.generate([[1, 2, 3]], [SamplingParams(max_new_tokens=2)])
     client.close()

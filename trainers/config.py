@@ -65,9 +65,16 @@ class RolloutConfig(BaseModel):
         default=None,
         description="The rollout server (backend server), e.g. http://127.0.0.1:30000.",
     )
-    weight_sync: Literal["disk", "nccl"] = Field(
+    weight_sync: Literal["disk", "nccl", "gloo"] = Field(
         default="disk",
-        description="server: write safetensors and call /update_weights_from_disk (nccl is not built).",
+        description=(
+            "server: disk (safetensors, /update_weights_from_disk), or a broadcast to it over "
+            "nccl (GPUs) or gloo (CPUs) (/update_weights_from_distributed)."
+        ),
+    )
+    master_address: str = Field(
+        default="127.0.0.1",
+        description="nccl/gloo: the trainer's address as the server reaches it (hosts the group).",
     )
     sync_dir: str | None = Field(
         default=None,
@@ -93,11 +100,10 @@ class RolloutConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> RolloutConfig:
-        if self.weight_sync == "nccl":
+        if self.weight_sync != "disk" and self.backend != "server":
             raise ValueError(
-                "rollout.weight_sync 'nccl' is not built in rounds: use weight_sync: disk "
-                "(safetensors in sync_dir and the server's /update_weights_from_disk), with "
-                "sync_dir on a disk the server reads (a local or shared file system)"
+                f"rollout.weight_sync {self.weight_sync!r} broadcasts to a rollout server: set "
+                "backend: server (the hf and vllm backends share the trainer's process)"
             )
         if self.backend == "server" and not self.base_url:
             raise ValueError(

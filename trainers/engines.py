@@ -3,7 +3,8 @@ the trainer's weights reach it (``GRPOConfig.rollout``).
 
 - ``server``: a :class:`~rounds.agents.server_agent.ServerAgent` per rollout, sharing one
   :class:`~rounds.agents.server_agent.RolloutServerClient`; weights go through disk
-  (:class:`~rounds.trainers.weight_sync.DiskWeightSync`).
+  (:class:`~rounds.trainers.weight_sync.DiskWeightSync`) or a broadcast
+  (:class:`~rounds.trainers.weight_sync.BroadcastWeightSync`).
 - ``vllm``: one :class:`~rounds.agents.vllm_agent.VLLMAgent` (its engine) for the whole
   run; weights go in process (``load_weights``).
 
@@ -22,7 +23,7 @@ from rounds.agents.base import BaseAgent
 from rounds.agents.engine_agent import EngineAgent
 from rounds.agents.server_agent import RolloutServerClient, ServerAgent
 from rounds.trainers.config import GRPOConfig
-from rounds.trainers.weight_sync import DiskWeightSync
+from rounds.trainers.weight_sync import BroadcastWeightSync, DiskWeightSync
 
 
 class RolloutEngine:
@@ -42,7 +43,6 @@ class RolloutEngine:
         self.stale = True
         self.sync_seconds = 0.0
         self.client: RolloutServerClient | None = None
-        self.disk: DiskWeightSync | None = None
         self.vllm: Any = None
         if rollout.backend == "server":
             self.client = RolloutServerClient(
@@ -51,8 +51,12 @@ class RolloutEngine:
                 retries=rollout.retries,
                 retry_backoff_s=rollout.retry_backoff_s,
             )
-            self.disk = DiskWeightSync(
-                self.client, rollout.sync_dir or Path(config.output_dir) / "weight_sync"
+            self.pusher: DiskWeightSync | BroadcastWeightSync = (
+                DiskWeightSync(
+                    self.client, rollout.sync_dir or Path(config.output_dir) / "weight_sync"
+                )
+                if rollout.weight_sync == "disk"
+                else BroadcastWeightSync(self.client, rollout.weight_sync, rollout.master_address)
             )
         else:
             from rounds.agents.vllm_agent import VLLMAgent
@@ -95,8 +99,8 @@ class RolloutEngine:
         if not self.stale:
             return
         started = time.perf_counter()
-        if self.disk is not None:
-            self.disk.push(policy, label)
+        if self.client is not None:
+            self.pusher.push(policy, label)
         else:
             self.vllm.load_weights(policy.named_parameters())
         self.stale = False

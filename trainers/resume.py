@@ -44,7 +44,15 @@ SAFE_ON_RESUME = frozenset(
 #: ``rollout`` settings a resumed run may change: where the server is and how it is reached
 #: (a relaunched server on another port), not what is sampled or trained.
 SAFE_ROLLOUT_ON_RESUME = frozenset(
-    {"base_url", "sync_dir", "request_timeout_s", "retries", "retry_backoff_s"}
+    {
+        "base_url",
+        "weight_sync",
+        "sync_dir",
+        "master_address",
+        "request_timeout_s",
+        "retries",
+        "retry_backoff_s",
+    }
 )
 
 

@@ -113,3 +113,33 @@ def output_tokens(result: dict[str, Any]) -> tuple[list[int], list[float], dict[
     logprobs = [float(entry[0]) for entry in entries]
     finish = meta.get("finish_reason") if isinstance(meta, dict) else None
     return ids, logprobs, finish if isinstance(finish, dict) else {}
+
+
+class InitWeightsUpdateGroupRequest(BaseModel):
+    """``POST /init_weights_update_group`` (SGLang's ``InitWeightsUpdateGroupReqInput``): join
+    the trainer's weight-broadcast group as ranks ``rank_offset`` and up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    master_address: str
+    master_port: int
+    rank_offset: int = 1
+    world_size: int = 2
+    group_name: str = "weight_update_group"
+    backend: str = "nccl"
+
+
+class UpdateWeightsFromDistributedRequest(BaseModel):
+    """``POST /update_weights_from_distributed`` (SGLang's
+    ``UpdateWeightsFromDistributedReqInput``): receive these tensors, in this order, from
+    rank 0's broadcasts, and load them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    names: list[str]
+    dtypes: list[str]
+    shapes: list[list[int]]
+    group_name: str = "weight_update_group"
+    flush_cache: bool = True
+    abort_all_requests: bool = False
+    weight_version: str | None = None

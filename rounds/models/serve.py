@@ -3,8 +3,9 @@
 ``python -m rounds.models.serve --model tiny --port 30000`` serves the embedded tiny
 model (or any local causal LM) through the endpoints the trainer's ``server``
 rollout backend uses (:mod:`rounds.models.rollout_protocol`): ``/generate`` with
-token ids and log-probs, ``/update_weights_from_disk``, ``/get_model_info`` and
-``/health``. It is what the CPU tests train against, and a stand-in for an SGLang
+token ids and log-probs, ``/update_weights_from_disk``, the weight broadcast
+(``/init_weights_update_group``, ``/update_weights_from_distributed``; gloo on a
+CPU, NCCL on GPUs), ``/get_model_info`` and ``/health``. It is what the CPU tests train against, and a stand-in for an SGLang
 server while developing without a GPU; it runs one generation at a time (no
 continuous batching, no paged KV cache).
 
@@ -34,9 +35,11 @@ from typing import Any
 
 from rounds.models.rollout_protocol import (
     GenerateRequest,
+    InitWeightsUpdateGroupRequest,
     ModelInfo,
     SamplingParams,
     UpdateWeightsFromDiskRequest,
+    UpdateWeightsFromDistributedRequest,
     UpdateWeightsResponse,
 )
 
@@ -63,6 +66,8 @@ class GenerationServer:
         self.lock = threading.Lock()
         #: ``/generate`` requests answered so far (tests watch it).
         self.generate_calls = 0
+        #: Weight-broadcast groups joined, by name.
+        self.groups: dict[str, Any] = {}
 
     def info(self) -> ModelInfo:
         return ModelInfo(
@@ -225,6 +230,13 @@ class GenerationServer:
                 state.update(load_file(str(file)))
         except Exception as err:  # a torn or foreign file: refuse, keep serving
             return UpdateWeightsResponse(success=False, message=f"cannot read the weights: {err}")
+        return self._load(state, request.model_path, request.weight_version)
+
+    def _load(
+        self, state: dict[str, Any], source: str, weight_version: str | None
+    ) -> UpdateWeightsResponse:
+        """Load ``state`` in place if it fits the model exactly (a tied LM head may be left
+        out); else keep the weights and say why."""
         own = self.lm.state_dict()
         tied = {
             name
@@ -253,9 +265,56 @@ class GenerationServer:
             self.lm.load_state_dict(state, strict=False)
             if tied:
                 self.lm.tie_weights()
-            self.model_path = request.model_path
-            self.weight_version = request.weight_version or request.model_path
+            self.model_path = source
+            self.weight_version = weight_version or source
         return UpdateWeightsResponse(success=True, message="Succeeded to update model weights.")
+
+    def init_weights_update_group(
+        self, request: InitWeightsUpdateGroupRequest
+    ) -> UpdateWeightsResponse:
+        """Join the trainer's weight-broadcast group (blocks until every rank has joined)."""
+        from rounds.models.weight_broadcast import join_weight_group
+
+        try:
+            group = join_weight_group(
+                request.backend,
+                request.master_address,
+                request.master_port,
+                request.rank_offset,
+                request.world_size,
+                request.group_name,
+            )
+        except Exception as err:  # a refused backend, a rendezvous that timed out
+            return UpdateWeightsResponse(success=False, message=f"cannot join the group: {err}")
+        self.groups[request.group_name] = group
+        return UpdateWeightsResponse(success=True, message="Succeeded to initialize the group.")
+
+    def update_weights_from_distributed(
+        self, request: UpdateWeightsFromDistributedRequest
+    ) -> UpdateWeightsResponse:
+        """Receive every announced tensor from rank 0's broadcasts, then load them."""
+        import torch
+
+        group = self.groups.get(request.group_name)
+        if group is None:
+            return UpdateWeightsResponse(
+                success=False,
+                message=f"no weight-update group {request.group_name!r}: call "
+                "/init_weights_update_group first",
+            )
+        if not len(request.names) == len(request.dtypes) == len(request.shapes):
+            return UpdateWeightsResponse(
+                success=False, message="names, dtypes and shapes must have one entry per tensor"
+            )
+        state: dict[str, Any] = {}
+        for name, dtype, shape in zip(request.names, request.dtypes, request.shapes, strict=True):
+            kind = getattr(torch, dtype, None)
+            if not isinstance(kind, torch.dtype):
+                return UpdateWeightsResponse(success=False, message=f"unknown dtype {dtype!r}")
+            tensor = torch.empty(shape, dtype=kind, device=group.device)
+            group.broadcast(tensor)
+            state[name] = tensor.to(self.device)
+        return self._load(state, f"broadcast:{request.group_name}", request.weight_version)
 
 
 def create_app(server: GenerationServer) -> Any:
@@ -285,6 +344,16 @@ def create_app(server: GenerationServer) -> Any:
     @app.post("/update_weights_from_disk")
     def update_weights_from_disk(request: UpdateWeightsFromDiskRequest) -> dict[str, Any]:
         return server.update_weights_from_disk(request).model_dump()
+
+    @app.post("/init_weights_update_group")
+    def init_weights_update_group(request: InitWeightsUpdateGroupRequest) -> dict[str, Any]:
+        return server.init_weights_update_group(request).model_dump()
+
+    @app.post("/update_weights_from_distributed")
+    def update_weights_from_distributed(
+        request: UpdateWeightsFromDistributedRequest,
+    ) -> dict[str, Any]:
+        return server.update_weights_from_distributed(request).model_dump()
 
     return app
 
