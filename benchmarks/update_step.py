@@ -71,7 +71,7 @@ def episode(parts: list[tuple[int, int]], vocab: int, rng: random.Random) -> Tra
     return TrainSequence(ids, mask, old, advantages, [0] * len(ids))
 
 
-def build_model(name: str) -> tuple[Any, Any]:
+def build_model(name: str, vocab: int) -> tuple[Any, Any]:
     """The model and tokenizer of ``name`` (random weights, nothing downloaded)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
 
@@ -83,7 +83,7 @@ def build_model(name: str) -> tuple[Any, Any]:
     if name == "tiny":
         return AutoModelForCausalLM.from_pretrained(path), tokenizer
     config = Qwen2Config(
-        vocab_size=151936,
+        vocab_size=vocab,
         hidden_size=256,
         intermediate_size=704,
         num_hidden_layers=4,
@@ -114,8 +114,8 @@ def head_rows(sequences: list[TrainSequence], grouping: list[list[int]], lean: b
     return sum(len(b) * max(len(sequences[i].input_ids) for i in b) for b in grouping)
 
 
-def measure(model_name: str, repeats: int, work: str) -> list[dict[str, Any]]:
-    model, tokenizer = build_model(model_name)
+def measure(model_name: str, repeats: int, work: str, vocab: int) -> list[dict[str, Any]]:
+    model, tokenizer = build_model(model_name, vocab)
     size, budget = MICRO_BATCHES[model_name]
     config = GRPOConfig(
         env_id="rounds/Household-v0",
@@ -191,8 +191,23 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     work = tempfile.mkdtemp(prefix="rounds-update-")
+    rows: list[dict[str, Any]] = []
+    if not args.json:
+        print(
+            f"# update phase (forward + backward) on CPU, torch threads "
+            f"{torch.get_num_threads()}; median [min, max] of {args.repeats} runs"
+        )
+        print(
+            f"{'model':<11} {'workload':<12} {'variant':<12} {'micro-b':>7} {'head rows':>9} "
+            f"{'median s':>9} {'min':>7} {'max':>7} {'vs padded-full':>15}",
+            flush=True,
+        )
     try:
-        rows = [r for m in args.models.split(",") for r in measure(m, args.repeats, work)]
+        for name in args.models.split(","):
+            measured = measure(name, args.repeats, work, args.vocab)
+            rows += measured
+            if not args.json:
+                print_rows(measured)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
@@ -205,15 +220,10 @@ def main() -> None:
                 }
             )
         )
-        return
-    print(
-        f"# update phase (forward + backward) on CPU, torch threads {torch.get_num_threads()}; "
-        f"median [min, max] of {args.repeats} runs"
-    )
-    print(
-        f"{'model':<11} {'workload':<12} {'variant':<12} {'micro-b':>7} {'head rows':>9} "
-        f"{'median s':>9} {'min':>7} {'max':>7} {'vs padded-full':>15}"
-    )
+
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    """One model's rows of the table, each against its workload's ``padded-full`` median."""
     base: dict[tuple[str, str], float] = {}
     for row in rows:
         key = (row["model"], row["workload"])
@@ -221,7 +231,8 @@ def main() -> None:
         print(
             f"{row['model']:<11} {row['workload']:<12} {row['variant']:<12} "
             f"{row['micro_batches']:>7} {row['head_rows']:>9} {row['median_s']:>9.3f} "
-            f"{row['min_s']:>7.3f} {row['max_s']:>7.3f} {row['median_s'] / base[key]:>14.2f}x"
+            f"{row['min_s']:>7.3f} {row['max_s']:>7.3f} {row['median_s'] / base[key]:>14.2f}x",
+            flush=True,
         )
 
 
