@@ -179,6 +179,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (after a warm-up)")
     parser.add_argument("--models", default="tiny,qwen-vocab", help="tiny, qwen-vocab or both")
     parser.add_argument(
+        "--vocab", type=int, default=151936, help="qwen-vocab: vocabulary size (Qwen2.5: 151936)"
+    )
+    parser.add_argument(
         "--json", action="store_true", help="one JSON object: MODEL/WORKLOAD/VARIANT -> figures"
     )
     parser.add_argument(
