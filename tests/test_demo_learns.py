@@ -123,3 +123,24 @@ def test_before_after_reports_intervals_and_a_one_sided_test(tmp_path: Path) -> 
     path = write_curves(rows, tmp_path / "curves.png")
     with Image.open(path) as image:
         assert image.format == "PNG" and image.width > 1000
+
+
+def test_tiny_household_preset_reads_household_names_as_single_tokens() -> None:
+    """``model: tiny-household`` builds a larger tiny model whose tokenizer knows the
+    Household catalog's words, so an episode is fewer tokens than with the base ``tiny``."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from rounds.models.tiny import resolve_model, tiny
+
+    path = resolve_model("tiny-household")
+    assert path != str(tiny()) and resolve_model("tiny-household") == path  # built once
+    household = AutoTokenizer.from_pretrained(path)
+    base = AutoTokenizer.from_pretrained(str(tiny()))
+    assert household.tokenize(" toiletpaperhanger") == ["Ġtoiletpaperhanger"]
+    assert len(base.tokenize(" toiletpaperhanger")) > 5
+    observation, _ = choice_env().reset(seed=0)
+    assert len(household(observation)["input_ids"]) < 0.8 * len(base(observation)["input_ids"])
+    config = AutoConfig.from_pretrained(path)
+    assert (config.num_hidden_layers, config.hidden_size) == (4, 128)
+    with pytest.raises(ValueError, match="unknown corpus"):
+        tiny(corpus="medical")
