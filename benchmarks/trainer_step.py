@@ -201,7 +201,7 @@ def env_kwargs(turns: int) -> dict[str, Any]:
     return {"list_exams": False, "max_turns": turns, "reward_weights": {"info_gain": 0.1}}
 
 
-def tool_calling_model(turns: int, seed: int = 0, conversations: int = 2) -> str:
+def tool_calling_model(turns: int, seed: int = 0, conversations: int = 6) -> str:
     """The tiny model fine-tuned to answer every turn with an ``order_exam`` tool call, in
     rounds' chat (observations as user turns) and in TRL's (observations as tool results).
 
@@ -219,7 +219,7 @@ def tool_calling_model(turns: int, seed: int = 0, conversations: int = 2) -> str
         "turns": turns,
         "seed": seed,
         "conversations": conversations,
-        "version": 2,
+        "version": 4,
     }
     key = hashlib.sha256(json.dumps([settings, EXAMS, env_kwargs(turns)]).encode()).hexdigest()
     target = cache_dir() / f"bench-tool-calls-{key[:16]}"
@@ -293,13 +293,13 @@ def _fine_tune_tool_calls(out: Path, settings: dict[str, Any]) -> None:
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
     model.train()
-    for step in range(100):
+    for step in range(300):
         loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         print(f"tool-call fine-tuning step {step}: loss {loss.item():.4f}", file=sys.stderr)
-        if loss.item() < 0.05:
+        if loss.item() < 0.02:
             break
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
