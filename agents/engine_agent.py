@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rounds.agents.base import Action, BaseAgent, Chat
-from rounds.agents.tokens import ConversationTokens
+from rounds.agents.tokens import ConversationTokens, over_budget
 
 
 @dataclass
@@ -58,19 +58,7 @@ class EngineAgent(BaseAgent):
     def act_batch(self, chats: Sequence[Chat]) -> list[Action]:
         started = time.perf_counter()
         prompts = [self.tokens.prompt(chat, self.max_new_tokens) for chat in chats]
-        budget = self.max_episode_tokens
-        # With a budget, a conversation that had to be cut to fit the context is over: its
-        # tokens are no longer one sequence the trainer could learn from.
-        live = [
-            i
-            for i, (ids, _, reset) in enumerate(prompts)
-            if budget is None or (not reset and len(ids) + self.max_new_tokens <= budget)
-        ]
-        actions: dict[int, Action] = {
-            i: Action(text="", end_reason=f"episode token budget ({budget}) reached")
-            for i in range(len(chats))
-            if i not in live
-        }
+        live, actions = over_budget(prompts, self.max_episode_tokens, self.max_new_tokens)
         if live:
             try:
                 samples = self.sample([prompts[i][0] for i in live])

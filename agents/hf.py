@@ -19,7 +19,7 @@ from rounds.agents.kv_cache import (
     weights_version,
 )
 from rounds.agents.openai_agent import remember_screenshot
-from rounds.agents.tokens import ConversationTokens
+from rounds.agents.tokens import ConversationTokens, over_budget
 
 #: Where an episode's :class:`EpisodeCache` lives between turns (``chat.state``, which the
 #: chat loop drops when the episode ends).
@@ -156,19 +156,7 @@ class HFAgent(BaseAgent):
             for chat in chats:
                 remember_screenshot(chat)
         prompts = [self.tokens.prompt(chat, self.max_new_tokens) for chat in chats]
-        budget = self.max_episode_tokens
-        # With a budget, a conversation that had to be cut to fit the context is over:
-        # its tokens are no longer one sequence the trainer could learn from.
-        live = [
-            i
-            for i, (ids, _, reset) in enumerate(prompts)
-            if budget is None or (not reset and len(ids) + self.max_new_tokens <= budget)
-        ]
-        actions: dict[int, Action] = {
-            i: Action(text="", end_reason=f"episode token budget ({budget}) reached")
-            for i in range(len(chats))
-            if i not in live
-        }
+        live, actions = over_budget(prompts, self.max_episode_tokens, self.max_new_tokens)
         for i in actions:  # these episodes end here: free their caches now
             chats[i].state.pop(KV_CACHE_KEY, None)
         if live:

@@ -230,3 +230,28 @@ class ConversationTokens:
             latency_s=latency_s,
             finish_reason=finish_reason or ("stop" if mask[-1] == 1 else "length"),
         )
+
+
+def over_budget(
+    prompts: list[tuple[list[int], list[int], bool]],
+    budget: int | None,
+    max_new_tokens: int,
+) -> tuple[list[int], dict[int, Action]]:
+    """Split a batch's prompts into those that may sample and the episodes that end here.
+
+    With a token budget, an episode ends when its next turn could not fit, and when its
+    conversation had to be cut to fit the context: its tokens are then no longer one
+    sequence the trainer could learn from. Returns the indices that may sample and the
+    ending action of each other index.
+    """
+    live = [
+        i
+        for i, (ids, _, reset) in enumerate(prompts)
+        if budget is None or (not reset and len(ids) + max_new_tokens <= budget)
+    ]
+    ended = {
+        i: Action(text="", end_reason=f"episode token budget ({budget}) reached")
+        for i in range(len(prompts))
+        if i not in live
+    }
+    return live, ended
