@@ -275,6 +275,27 @@ def test_importance_correction_replaces_old_logprobs_and_weights_advantages() ->
     assert stats["engine_logprob_diff_mean"] == pytest.approx(sum(shifts) / n, abs=1e-4)
 
 
+def test_importance_correction_keeps_the_input_order_across_length_sorted_micro_batches() -> None:
+    model, tokenizer = load_model_and_tokenizer("tiny")
+    texts = ["short one", "a much longer episode of several more tokens here", "mid sized text"]
+    sequences = []
+    for k, text in enumerate(texts):
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        n = len(ids)
+        engine = [0.0] + [-1.0 - 0.1 * k] * (n - 1)
+        sequences.append(TrainSequence(ids, [0] + [1] * (n - 1), engine, [1.0] * n, [0] * n))
+    together, _ = importance_corrected(
+        model, sequences, cap=3.0, temperature=1.0, pad_id=0, device="cpu", micro_batch_size=2
+    )
+    for sequence, corrected in zip(sequences, together, strict=True):
+        (alone,), _ = importance_corrected(
+            model, [sequence], cap=3.0, temperature=1.0, pad_id=0, device="cpu", micro_batch_size=1
+        )
+        assert corrected.input_ids == sequence.input_ids
+        assert corrected.old_logprobs == pytest.approx(alone.old_logprobs, abs=1e-5)
+        assert corrected.advantages == pytest.approx(alone.advantages, abs=1e-4)
+
+
 def test_rollout_settings_refuse_what_is_not_built_or_incomplete() -> None:
     with pytest.raises(ValidationError, match=r"needs rollout\.base_url"):
         GRPOConfig(rollout={"backend": "server"})

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from rounds.trainers.loss import token_logprobs
-from rounds.trainers.sequences import TrainSequence, collate
+from rounds.trainers.sequences import TrainSequence, collate, micro_batches
 
 
 def truncated_importance_weights(
@@ -46,21 +46,30 @@ def importance_corrected(
     pad_id: int,
     device: Any,
     micro_batch_size: int,
+    micro_batch_tokens: int | None = None,
     autocast: torch.dtype | None = None,
 ) -> tuple[list[TrainSequence], dict[str, float]]:
     """The sequences with the trainer's log-probs as ``old_logprobs`` and each trained
     token's advantage weighted by its TIS weight, and the step's mismatch statistics:
     ``engine_logprob_diff_mean`` (mean ``|log π_trainer − log π_engine|``),
-    ``is_weight_mean`` and ``is_truncated_fraction`` over the trained tokens."""
-    corrected: list[TrainSequence] = []
+    ``is_weight_mean`` and ``is_truncated_fraction`` over the trained tokens.
+
+    The forward runs in the update's length-sorted micro-batches (``micro_batches``);
+    the sequences come back in their input order."""
+    corrected: dict[int, TrainSequence] = {}
     diff_sum = weight_sum = truncated = count = 0.0
     context = (
         torch.autocast(device_type="cuda", dtype=autocast)
         if autocast is not None
         else contextlib.nullcontext()
     )
-    for start in range(0, len(sequences), micro_batch_size):
-        chunk = list(sequences[start : start + micro_batch_size])
+    groups = micro_batches(
+        [len(s.input_ids) for s in sequences],
+        max_sequences=micro_batch_size,
+        max_tokens=micro_batch_tokens,
+    )
+    for group in groups:
+        chunk = [sequences[i] for i in group]
         batch = collate(chunk, pad_id=pad_id, device=device)
         targets = batch["targets"]
         with torch.no_grad(), context:
@@ -81,15 +90,15 @@ def importance_corrected(
             rows.tolist(), columns.tolist(), trainer.tolist(), weights.tolist(), strict=True
         ):
             updates[row][column] = (logprob, weight)
-        for sequence, update in zip(chunk, updates, strict=True):
+        for index, sequence, update in zip(group, chunk, updates, strict=True):
             old = list(sequence.old_logprobs)
             advantages = list(sequence.advantages)
             for column, (logprob, weight) in update.items():
                 old[column] = logprob
                 advantages[column] *= weight
-            corrected.append(replace(sequence, old_logprobs=old, advantages=advantages))
+            corrected[index] = replace(sequence, old_logprobs=old, advantages=advantages)
     per_token = max(count, 1.0)
-    return corrected, {
+    return [corrected[i] for i in range(len(sequences))], {
         "engine_logprob_diff_mean": diff_sum / per_token,
         "is_weight_mean": weight_sum / per_token if count else 1.0,
         "is_truncated_fraction": truncated / per_token,

@@ -579,6 +579,7 @@ class GRPOTrainer:
             pad_id=int(self.tokenizer.pad_token_id),
             device=self.device,
             micro_batch_size=self.config.micro_batch_size,
+            micro_batch_tokens=self.config.micro_batch_tokens,
             autocast=self.autocast,
         )
         self.signal_stats.update(stats)
