@@ -20,6 +20,7 @@ from rounds.agents.kv_cache import (
 )
 from rounds.agents.openai_agent import remember_screenshot
 from rounds.agents.tokens import ConversationTokens, over_budget
+from rounds.models.attention import shape_stable_attention
 
 #: Where an episode's :class:`EpisodeCache` lives between turns (``chat.state``, which the
 #: chat loop drops when the episode ends).
@@ -207,7 +208,7 @@ class HFAgent(BaseAgent):
         self.lm.eval()
         model_defaults, self.lm.generation_config = self.lm.generation_config, self._neutral
         try:
-            with torch.no_grad():
+            with torch.no_grad(), shape_stable_attention():
                 out = self.lm.generate(
                     input_ids=input_ids,
                     attention_mask=attention,

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from rounds.agents.loop import Rollout
+from rounds.models.attention import shape_stable_attention
 
 
 def turn_contexts(rollout: Rollout) -> list[list[int]]:
@@ -79,7 +80,7 @@ def answer_token_logprobs(
             [[0] * (width - len(c)) + [1] * len(c) for c in chunk], device=device
         )
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        with torch.no_grad():
+        with torch.no_grad(), shape_stable_attention():
             try:
                 logits = model(
                     input_ids=ids,

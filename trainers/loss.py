@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from rounds.models.attention import shape_stable_attention
+
 #: Model types whose logits are exactly ``lm_head(last hidden state)``: no soft-capping or
 #: scaling after the head, so the head can be applied to chosen positions alone. Other
 #: models go through their own forward (every position's logits, then the chosen ones).
@@ -70,15 +72,16 @@ def token_logprobs(
     """
     before = targets[:, 1:]  # position i − 1 predicts token i
     parts = decoder_and_head(model)
-    if parts is None:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-        chosen_logits = logits[before]
-    else:
-        decoder, head = parts
-        hidden = decoder(
-            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
-        ).last_hidden_state
-        chosen_logits = head(hidden[:, :-1][before])
+    with shape_stable_attention():  # each step's lengths are new (rounds.models.attention)
+        if parts is None:
+            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+            chosen_logits = logits[before]
+        else:
+            decoder, head = parts
+            hidden = decoder(
+                input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+            ).last_hidden_state
+            chosen_logits = head(hidden[:, :-1][before])
     log_probs = torch.log_softmax(chosen_logits.float() / temperature, dim=-1)
     chosen = log_probs.gather(-1, input_ids[:, 1:][before][:, None]).squeeze(-1)
     if not entropy:

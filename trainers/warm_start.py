@@ -20,6 +20,7 @@ from rounds.agents.base import Chat
 from rounds.agents.loop import EpisodeSpec, Rollout, run_episodes
 from rounds.agents.registry import make_agent
 from rounds.agents.tokens import ConversationTokens
+from rounds.models.attention import shape_stable_attention
 from rounds.text_env import TextEnv
 
 
@@ -111,7 +112,8 @@ def clone(
                 device=device,
                 dtype=torch.float,
             )
-            logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+            with shape_stable_attention():
+                logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
             logprobs = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
             loss = -(logprobs * mask[:, 1:]).sum() / mask[:, 1:].sum().clamp(min=1.0)
             if not torch.isfinite(loss):

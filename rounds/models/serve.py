@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rounds.models.attention import shape_stable_attention
 from rounds.models.rollout_protocol import (
     GenerateRequest,
     InitWeightsUpdateGroupRequest,
@@ -144,7 +145,7 @@ class GenerationServer:
         torch.manual_seed(seed)
         self.lm.generation_config = neutral
         try:
-            with torch.no_grad():
+            with torch.no_grad(), shape_stable_attention():
                 out = self.lm.generate(
                     input_ids=input_ids,
                     attention_mask=attention,
