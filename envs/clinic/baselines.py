@@ -60,13 +60,18 @@ def reference_policy(env: TextEnv, rng: np.random.Generator) -> str:
 
 
 def random_policy(env: TextEnv, rng: np.random.Generator) -> str:
-    """Random exams, stopping with probability 0.3 each turn, then a random diagnosis."""
+    """Random exams, stopping with probability 0.3 each turn, then a random candidate
+    diagnosis. In the choice action mode the exams are the listed ones, so a policy cloned
+    from it learns the action format and nothing of the task."""
     clinic = _clinic(env)
     if _last_turn(clinic) or ((clinic.turn > 0 or clinic.single_step) and rng.random() < 0.3):
-        disease = clinic.kb.diseases[int(rng.integers(len(clinic.kb.diseases)))]
-        return f"diagnosis: {disease.name}"
-    exams = list(clinic.kb.exams.values())
-    return f"exam: {exams[int(rng.integers(len(exams)))].name}"
+        diagnoses = clinic.diagnosis_commands()
+        return diagnoses[int(rng.integers(len(diagnoses)))]
+    if clinic.action_mode == "choice":
+        exams = [c for c in clinic.choice_commands() if c.startswith("exam: ")]
+    else:
+        exams = [f"exam: {exam.name}" for exam in clinic.kb.exams.values()]
+    return exams[int(rng.integers(len(exams)))]
 
 
 def expected_information_gain(
@@ -118,13 +123,17 @@ def bayes_choice(env: DiagGymEnv, rng: np.random.Generator) -> tuple[str, str, f
     if _last_turn(env) or confidence >= BAYES_CONFIDENCE:
         return "diagnose", best_disease, confidence
     sex = env.patient.case.sex if env.patient is not None and env.patient.case else None
+    # In the choice action mode, only the listed exams (a clone learns to answer by number).
+    listed = set(env.choice_commands()) if env.action_mode == "choice" else None
     gains = {
         exam_id: expected_information_gain(posterior, exam_id, rng)
         for exam_id, exam in env.kb.exams.items()
-        if exam_id not in env.ordered and exam.sex in (None, sex)
+        if exam_id not in env.ordered
+        and exam.sex in (None, sex)
+        and (listed is None or f"exam: {exam.name}" in listed)
     }
-    exam_id = max(gains, key=lambda e: (gains[e], -env.kb.exams[e].cost))
-    if gains[exam_id] < BAYES_MIN_GAIN:
+    exam_id = max(gains, key=lambda e: (gains[e], -env.kb.exams[e].cost), default=None)
+    if exam_id is None or gains[exam_id] < BAYES_MIN_GAIN:
         return "diagnose", best_disease, confidence
     return "exam", exam_id, gains[exam_id]
 

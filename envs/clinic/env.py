@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -14,7 +15,7 @@ from rounds.envs.clinic.knowledge import load_knowledge
 from rounds.envs.clinic.matching import DiagnosisMatcher, normalise
 from rounds.envs.clinic.parsing import FORMAT_HELP, ClinicAction, parse_action
 from rounds.envs.clinic.posterior import Posterior
-from rounds.envs.clinic.sources import make_source
+from rounds.envs.clinic.sources import make_source, restrict_source
 from rounds.envs.clinic.world_model import (
     ClinicCase,
     ExamRequest,
@@ -65,6 +66,16 @@ COMPLETION_BONUS = 0.1
 #: The factor of the ``exam_f1`` component (DiagAgent: 0.5 x F1).
 EXAM_F1_FACTOR = 0.5
 REPEAT_PENALTY = -0.1
+#: The ``five-diagnoses`` variant: common diagnoses with distinct chief complaints (diarrhoea,
+#: back pain, dysuria, flank pain, shortness of breath) and similar numbers of bank cases, so
+#: the triage note points to the answer and no diagnosis is a majority guess.
+FIVE_DIAGNOSES = (
+    "gastroenteritis",
+    "mechanical_back_pain",
+    "cystitis",
+    "renal_colic",
+    "asthma_exacerbation",
+)
 
 
 class DiagGymEnv(TextEnv):
@@ -94,7 +105,9 @@ class DiagGymEnv(TextEnv):
     hospital-style order names ("CBC", "full blood count", "CHEST (PA AND LAT)"),
     allowing typing errors only; an order that cannot be mapped with confidence is
     not available (never another test's result). Several exams in one reply: the
-    first is ordered.
+    first is ordered. In the ``choice`` action mode each observation ends with the
+    numbered commands ``Medical history``, ``Vital signs`` and one ``diagnosis: ...``
+    per candidate diagnosis, and a number answers (other exams may still be written).
 
     ## Observation Space
     Text: on reset the triage note (age, sex, chief complaint and the symptoms the
@@ -147,6 +160,12 @@ class DiagGymEnv(TextEnv):
       ``"llm"`` with ``judge_options={"model": ..., "base_url": ...}`` (an OpenAI-compatible
       chat endpoint; the examiner decides when it fails).
     - ``accept_broader``: accept a broader term of the truth ("ACS" for STEMI); default False.
+    - ``diagnoses``: knowledge-base disease ids; only cases of these diagnoses are drawn
+      (the bank's cases of them, or a file's records whose final diagnosis names one),
+      the system prompt names them as the candidates, and the choice mode lists them.
+      Variant ``five-diagnoses``: five diagnoses with distinct chief complaints in the
+      choice mode (91 train / 28 validation / 22 test bank cases).
+    - ``action_mode``: ``"text"`` (default) or ``"choice"`` (see Action Space).
     - ``single_step``: DiagGym's single-turn evaluation (variant ``single-step``): the
       observation holds the case (with its history and vital signs, as the paper's
       case summaries do) and the results of the first k exams of the
@@ -205,6 +224,11 @@ class DiagGymEnv(TextEnv):
         "cost-aware": {"reward_weights": {"cost": 0.001, "repeat_penalty": 1.0}},
         "lookup": {"world_model": "lookup"},
         "single-step": {"single_step": True},
+        "five-diagnoses": {
+            "diagnoses": FIVE_DIAGNOSES,
+            "action_mode": "choice",
+            "list_exams": False,
+        },
     }
 
     def __init__(
@@ -219,21 +243,26 @@ class DiagGymEnv(TextEnv):
         list_exams: bool = True,
         max_turns: int = 12,
         single_step: bool = False,
+        diagnoses: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
+        self.kb = load_knowledge()
+        #: The candidate diagnoses (disease ids): ``diagnoses``, or every one the base knows.
+        self.candidates = self._candidates(diagnoses)
         super().__init__(max_turns=1 if single_step else max_turns, **kwargs)
         self.single_step = single_step
         self.exams_given = 0
         """Single-step: how many reference exams the history already holds."""
         self.move: str | None = None
         """Single-step: ``"hit"``, ``"miss"`` or ``"diagnosis"`` once the agent moved."""
-        self.kb = load_knowledge()
         self.list_exams = list_exams
-        self.source = make_source(self.kb, str(cases))
-        kind = world_model or ("knowledge" if self.source.generated else "lookup")
-        self.world_model = self._make_world_model(kind, dict(world_model_options or {}))
         self.exam_matcher = ExamMatcher(self.kb)
         self.diagnosis_matcher = DiagnosisMatcher(self.kb, accept_broader=accept_broader)
+        self.source = make_source(self.kb, str(cases))
+        if diagnoses is not None:
+            self.source = restrict_source(self.source, set(self.candidates), self.diagnosis_matcher)
+        kind = world_model or ("knowledge" if self.source.generated else "lookup")
+        self.world_model = self._make_world_model(kind, dict(world_model_options or {}))
         self.judge: Any = None
         if judge == "llm":
             from rounds.envs.clinic.judge import LLMJudge
@@ -255,6 +284,24 @@ class DiagGymEnv(TextEnv):
         self._record_by_exam: dict[str, str] = {}
         self._record_names = ExamNameTable()
         self._results: dict[str, str] = {}
+
+    def _candidates(self, diagnoses: Sequence[str] | None) -> list[str]:
+        if diagnoses is None:
+            return [d.id for d in self.kb.diseases]
+        if isinstance(diagnoses, str) or not diagnoses:
+            raise ValueError("diagnoses must be a non-empty list of disease ids")
+        unknown = [d for d in diagnoses if d not in self.kb.disease_index]
+        if unknown:
+            hints = {d: difflib.get_close_matches(d, self.kb.disease_index, n=2) for d in unknown}
+            named = "; ".join(
+                f"{d!r}" + (f" (did you mean {', '.join(h)}?)" if h else "")
+                for d, h in hints.items()
+            )
+            raise ValueError(
+                f"unknown diagnoses {named}: use the knowledge base's disease ids "
+                "(docs/clinic.md lists them)"
+            )
+        return list(dict.fromkeys(diagnoses))
 
     def _make_world_model(self, kind: str, options: dict[str, Any]) -> WorldModel:
         if kind == "knowledge":
@@ -279,7 +326,6 @@ class DiagGymEnv(TextEnv):
 
     @property
     def system_prompt(self) -> str:
-        exams = ", ".join(exam.name for exam in self.kb.exams.values())
         return (
             "You are a physician in an emergency department. You see a patient's triage note (age, sex, "
             "chief complaint and what the patient volunteered) and may order examinations one at a time; "
@@ -287,8 +333,28 @@ class DiagGymEnv(TextEnv):
             "the vital signs (Vital signs) and each physical examination are ordered the same way, one "
             "turn each. When you have "
             "enough information, commit to one final diagnosis. You have at most "
-            f"{self.max_turns} turns, and your last turn must be the diagnosis.\n\n"
-            "Each turn, reply in one of these formats.\n"
+            f"{self.max_turns} turns, and your last turn must be the diagnosis."
+            + self._candidates_sentence()
+            + (self._choice_instructions() if self.action_mode == "choice" else self._formats())
+        )
+
+    def _candidates_sentence(self) -> str:
+        if len(self.candidates) == len(self.kb.diseases):
+            return ""
+        names = ", ".join(self.kb.disease(d).name for d in self.candidates)
+        return f" The diagnosis is one of: {names}."
+
+    def _choice_instructions(self) -> str:
+        return (
+            "\n\nEach observation ends with a numbered list of commands (the history, the vital "
+            "signs and a final diagnosis for each candidate). Reply with the number of one "
+            "command; another examination may be written as 'exam: <name>'."
+        )
+
+    def _formats(self) -> str:
+        exams = ", ".join(exam.name for exam in self.kb.exams.values())
+        return (
+            "\n\nEach turn, reply in one of these formats.\n"
             "To order an examination:\n"
             "Current diagnosis: <your working diagnosis>\n"
             "Based on the patient's initial presentation, the following investigation(s) should be performed: "
@@ -307,6 +373,21 @@ class DiagGymEnv(TextEnv):
 
     def task_ids(self, split: str | None = None) -> Sequence[str]:
         return self.source.task_ids(split or self.split)
+
+    def diagnosis_commands(self) -> list[str]:
+        """``diagnosis: <name>`` for each candidate diagnosis, in the candidates' order."""
+        return [f"diagnosis: {self.kb.disease(d).name}" for d in self.candidates]
+
+    def admissible_commands(self) -> list[str]:
+        """Every catalogue exam, then every candidate diagnosis."""
+        exams = [f"exam: {exam.name}" for exam in self.kb.exams.values()]
+        return exams + self.diagnosis_commands()
+
+    def choice_commands(self) -> list[str]:
+        """The history and the vital signs, then the candidate diagnoses: a short list whose
+        numbers never change within a run (other exams may still be written as text)."""
+        encounter = [f"exam: {self.kb.exams[e].name}" for e in self.kb.encounter_exams]
+        return encounter + self.diagnosis_commands()
 
     # ------------------------------------------------------------- snapshots
 
@@ -358,7 +439,7 @@ class DiagGymEnv(TextEnv):
             )
         self.posterior = None
         if case is not None and isinstance(self.world_model, KnowledgeWorldModel):
-            self.posterior = Posterior(self.kb)
+            self.posterior = Posterior(self.kb, self.candidates)
             self.posterior.observe_all(case.observations())
         observation = record.case_summary
         self.move = None

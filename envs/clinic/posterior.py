@@ -16,7 +16,7 @@ Entropies are in nats.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -42,9 +42,15 @@ def normalise_log(log_weights: np.ndarray) -> np.ndarray:
 class Posterior:
     """The posterior over the knowledge base's diagnoses, updated one observation at a time."""
 
-    def __init__(self, kb: KnowledgeBase) -> None:
+    def __init__(self, kb: KnowledgeBase, candidates: Sequence[str] | None = None) -> None:
+        """``candidates``: disease ids the case is known to be one of (an env's
+        ``diagnoses``); the others get probability 0."""
         self.kb = kb
         self.log_weights = kb.log_prior.copy()
+        if candidates is not None:
+            keep = np.zeros(len(kb.diseases), dtype=bool)
+            keep[[kb.disease_index[d] for d in candidates]] = True
+            self.log_weights[~keep] = -np.inf
         self.observed: dict[str, str] = {}
         self._probs: np.ndarray | None = None
 

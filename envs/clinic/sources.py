@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rounds.envs.clinic.cases import (
     BANK_SIZES,
@@ -17,6 +18,9 @@ from rounds.envs.clinic.cases import (
     to_record,
 )
 from rounds.envs.clinic.knowledge import KnowledgeBase
+
+if TYPE_CHECKING:
+    from rounds.envs.clinic.matching import DiagnosisMatcher
 
 #: How many ids each split of the unlimited generator exposes.
 GENERATED_PER_SPLIT = 10_000_000
@@ -101,3 +105,47 @@ def make_source(kb: KnowledgeBase, cases: str) -> CaseSource:
     if cases == "generated":
         return GeneratedCases(kb, unlimited=True)
     return FileCases(cases)
+
+
+class RestrictedCases(CaseSource):
+    """The cases of another source whose diagnosis is one of ``diagnoses`` (ids), in the
+    source's order; each split is listed once, on first use."""
+
+    def __init__(self, source: CaseSource, diagnoses: set[str], matcher: DiagnosisMatcher) -> None:
+        self.source = source
+        self.diagnoses = diagnoses
+        self.matcher = matcher
+        self.generated = source.generated
+        self._ids: dict[str, list[str]] = {}
+
+    def _keeps(self, record: CaseRecord, case: Case | None) -> bool:
+        if case is not None:
+            return case.diagnosis in self.diagnoses
+        return bool(set(self.matcher.resolve(record.final_diagnosis)) & self.diagnoses)
+
+    def task_ids(self, split: str) -> Sequence[str]:
+        if split not in self._ids:
+            self._ids[split] = [
+                i for i in self.source.task_ids(split) if self._keeps(*self.source.get(i))
+            ]
+        return self._ids[split]
+
+    def get(self, task_id: str) -> tuple[CaseRecord, Case | None]:
+        record, case = self.source.get(task_id)
+        if not self._keeps(record, case):
+            raise ValueError(
+                f"case {task_id!r} is not one of this env's diagnoses ({', '.join(sorted(self.diagnoses))})"
+            )
+        return record, case
+
+
+def restrict_source(
+    source: CaseSource, diagnoses: set[str], matcher: DiagnosisMatcher
+) -> CaseSource:
+    """``source`` limited to cases of ``diagnoses``; the unlimited generator cannot be listed
+    that way, so it is refused with what to use instead."""
+    if isinstance(source, GeneratedCases) and source.unlimited:
+        raise ValueError(
+            "diagnoses= needs a listable case source: use cases='bank' (the default) or a case file"
+        )
+    return RestrictedCases(source, diagnoses, matcher)
