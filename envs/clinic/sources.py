@@ -118,21 +118,20 @@ class RestrictedCases(CaseSource):
         self.generated = source.generated
         self._ids: dict[str, list[str]] = {}
 
-    def _keeps(self, record: CaseRecord, case: Case | None) -> bool:
-        if case is not None:
-            return case.diagnosis in self.diagnoses
+    def _keeps(self, task_id: str) -> bool:
+        if isinstance(self.source, GeneratedCases):  # the case alone (cached), no record text
+            return bank_case(self.source.kb, task_id).diagnosis in self.diagnoses
+        record, _ = self.source.get(task_id)
         return bool(set(self.matcher.resolve(record.final_diagnosis)) & self.diagnoses)
 
     def task_ids(self, split: str) -> Sequence[str]:
         if split not in self._ids:
-            self._ids[split] = [
-                i for i in self.source.task_ids(split) if self._keeps(*self.source.get(i))
-            ]
+            self._ids[split] = [i for i in self.source.task_ids(split) if self._keeps(i)]
         return self._ids[split]
 
     def get(self, task_id: str) -> tuple[CaseRecord, Case | None]:
         record, case = self.source.get(task_id)
-        if not self._keeps(record, case):
+        if not self._keeps(task_id):
             raise ValueError(
                 f"case {task_id!r} is not one of this env's diagnoses ({', '.join(sorted(self.diagnoses))})"
             )
