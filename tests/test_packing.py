@@ -240,3 +240,52 @@ def test_a_training_step_with_a_small_token_budget_trains_every_episode(
     assert metrics["tokens_trained"] > 0 and metrics["grad_norm"] > 0
     after = trainer.policy.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_right_padding_runs_without_a_mask_and_left_padding_keeps_it(tmp_path: Path) -> None:
+    """A right-padded batch needs no attention mask in a causal LM (no real token sees a
+    later position), so the causal kernel runs; a left-padded one keeps its mask. Both give
+    the log-probs each sequence has alone."""
+    trainer = make_trainer(tmp_path)
+    model = trainer.policy
+    sequences = episodes(model.config.vocab_size)[:4]
+    pad = int(trainer.tokenizer.pad_token_id)
+    right = collate(sequences, pad_id=pad, device="cpu")
+    width = right["input_ids"].shape[1]
+    left = {
+        key: torch.stack(
+            [
+                torch.roll(row, width - len(s.input_ids))
+                for row, s in zip(value, sequences, strict=True)
+            ]
+        )
+        for key, value in right.items()
+        if key in ("input_ids", "attention_mask", "targets")
+    }
+    masks: list[Any] = []
+    decoder = model.get_decoder()
+    hook = decoder.register_forward_pre_hook(
+        lambda _m, _a, kwargs: masks.append(kwargs.get("attention_mask")), with_kwargs=True
+    )
+    try:
+        with torch.no_grad():
+            right_values, _ = token_logprobs(
+                model, right["input_ids"], right["attention_mask"], right["targets"], 1.0
+            )
+            left_values, _ = token_logprobs(
+                model, left["input_ids"], left["attention_mask"], left["targets"], 1.0
+            )
+    finally:
+        hook.remove()
+    assert masks[0] is None and masks[1] is not None
+    alone = []
+    with torch.no_grad():
+        for s in sequences:
+            one = collate([s], pad_id=pad, device="cpu")
+            values, _ = token_logprobs(
+                model, one["input_ids"], one["attention_mask"], one["targets"], 1.0
+            )
+            alone.append(values)
+    expected = torch.cat(alone)
+    torch.testing.assert_close(right_values, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(left_values, expected, rtol=1e-5, atol=1e-5)

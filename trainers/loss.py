@@ -41,6 +41,11 @@ def decoder_and_head(model: Any) -> tuple[Any, Any] | None:
     return decoder, head
 
 
+def right_padded(attention_mask: torch.Tensor) -> bool:
+    """Whether every row of ``attention_mask`` is ones then zeros (padding only at the end)."""
+    return bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
+
+
 def token_logprobs(
     model: Any,
     input_ids: torch.Tensor,
@@ -72,14 +77,18 @@ def token_logprobs(
     """
     before = targets[:, 1:]  # position i − 1 predicts token i
     parts = decoder_and_head(model)
+    # In a causal LM no real token sees a later position, so right padding needs no mask:
+    # without one, attention takes its causal kernel (no (T, T) mask is built), and the real
+    # tokens' values are the same (pad positions differ, and are never targets).
+    mask = None if right_padded(attention_mask) else attention_mask
     with shape_stable_attention():  # each step's lengths are new (rounds.models.attention)
         if parts is None:
-            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+            logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1]
             chosen_logits = logits[before]
         else:
             decoder, head = parts
             hidden = decoder(
-                input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+                input_ids=input_ids, attention_mask=mask, use_cache=False
             ).last_hidden_state
             chosen_logits = head(hidden[:, :-1][before])
     log_probs = torch.log_softmax(chosen_logits.float() / temperature, dim=-1)
