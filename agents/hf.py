@@ -20,7 +20,7 @@ from rounds.agents.kv_cache import (
 )
 from rounds.agents.openai_agent import remember_screenshot
 from rounds.agents.tokens import ConversationTokens, over_budget
-from rounds.models.attention import shape_stable_attention
+from rounds.models.sampling import sample
 
 #: Where an episode's :class:`EpisodeCache` lives between turns (``chat.state``, which the
 #: chat loop drops when the episode ends).
@@ -85,8 +85,6 @@ class HFAgent(BaseAgent):
         timeout_s: float | None = 600.0,
         reuse_cache: bool = True,
     ) -> None:
-        from transformers import GenerationConfig
-
         from rounds.models import (
             is_vision_language,
             load_model_and_tokenizer,
@@ -134,16 +132,9 @@ class HFAgent(BaseAgent):
             max_context_tokens=context,
             image_processor=image_processor,
         )
-        model_defaults = self.lm.generation_config
-        # Sampling must follow exactly the settings above, the distribution whose log-probs
-        # are recorded: a model's own defaults (Qwen's repetition_penalty, top_k, top_p)
-        # would otherwise be merged in and make the training data off-policy.
-        self._neutral = GenerationConfig(  # type: ignore[no-untyped-call]  # untyped in transformers
-            bos_token_id=model_defaults.bos_token_id,
-            eos_token_id=model_defaults.eos_token_id,
-            pad_token_id=model_defaults.pad_token_id,
-        )
-        stops = model_defaults.eos_token_id
+        # Sampling follows exactly the settings above (rounds.models.sampling swaps in a
+        # neutral generation config); the model's own config only names its stop tokens.
+        stops = self.lm.generation_config.eos_token_id
         stops = stops if isinstance(stops, list) else [stops]
         self.stop_ids = sorted({int(s) for s in stops if s is not None} | {self.tokens.eos_id})
         self.tokens.stop_ids = set(self.stop_ids)
@@ -186,7 +177,6 @@ class HFAgent(BaseAgent):
             [ids for ids, _, _ in prompts], held, pad, self.device, self.max_new_tokens
         )
         input_ids, attention = batch.input_ids, batch.attention_mask
-        width = input_ids.shape[1]
         cache: dict[str, Any] = {}
         if batch.cache is not None:
             cache[generate_cache_keyword()] = batch.cache
@@ -202,46 +192,24 @@ class HFAgent(BaseAgent):
             )
             # Which tokens are image tokens (1) rather than text (0): M-RoPE positions need it.
             vision["mm_token_type_ids"] = (input_ids == self.tokens.image_token_id).int()
-        greedy = self.temperature <= 0
-        torch.manual_seed(self.seed * 1_000_003 + self._calls)
+        seed = self.seed * 1_000_003 + self._calls
         self._calls += 1
-        self.lm.eval()
-        model_defaults, self.lm.generation_config = self.lm.generation_config, self._neutral
-        try:
-            with torch.no_grad(), shape_stable_attention():
-                out = self.lm.generate(
-                    input_ids=input_ids,
-                    attention_mask=attention,
-                    max_new_tokens=self.max_new_tokens,
-                    do_sample=not greedy,
-                    temperature=None if greedy else self.temperature,
-                    top_p=None if greedy else self.top_p,
-                    top_k=None if greedy else self.top_k,
-                    eos_token_id=self.stop_ids,
-                    pad_token_id=pad,
-                    return_dict_in_generate=True,
-                    output_logits=True,
-                    max_time=self.timeout_s,
-                    **vision,
-                    **cache,
-                )
-        finally:
-            self.lm.generation_config = model_defaults
-        new = out.sequences[:, width:]
-        scale = 1.0 if greedy else self.temperature
-        logprobs = (
-            torch.stack(
-                [
-                    torch.log_softmax(step.float() / scale, dim=-1)
-                    .gather(1, new[:, t : t + 1])
-                    .squeeze(1)
-                    for t, step in enumerate(out.logits)
-                ],
-                dim=1,
-            )
-            if out.logits
-            else torch.zeros_like(new, dtype=torch.float)
+        sampled = sample(
+            self.lm,
+            input_ids,
+            attention,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            stop_ids=self.stop_ids,
+            pad_id=pad,
+            seed=seed,
+            max_time=self.timeout_s,
+            **vision,
+            **cache,
         )
+        new, logprobs, out = sampled.tokens, sampled.logprobs, sampled.output
         elapsed = time.perf_counter() - started
         self.generation_seconds += elapsed
         cut = new.shape[1] < self.max_new_tokens and not all(

@@ -33,7 +33,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rounds.models.attention import shape_stable_attention
 from rounds.models.rollout_protocol import (
     GenerateRequest,
     InitWeightsUpdateGroupRequest,
@@ -43,6 +42,7 @@ from rounds.models.rollout_protocol import (
     UpdateWeightsFromDistributedRequest,
     UpdateWeightsResponse,
 )
+from rounds.models.sampling import sample
 
 
 class GenerationServer:
@@ -123,7 +123,6 @@ class GenerationServer:
         self, prompts: list[list[int]], params: SamplingParams, seed: int
     ) -> list[tuple[list[int], list[float]]]:
         import torch
-        from transformers import GenerationConfig
 
         pad = self.tokenizer.pad_token_id
         pad = int(pad if pad is not None else self.tokenizer.eos_token_id)
@@ -135,41 +134,19 @@ class GenerationServer:
             [[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device
         )
         stops = sorted(set(params.stop_token_ids) | {int(self.tokenizer.eos_token_id)})
-        greedy = params.temperature <= 0
-        defaults = self.lm.generation_config
-        neutral = GenerationConfig(  # type: ignore[no-untyped-call]  # untyped in transformers
-            bos_token_id=defaults.bos_token_id,
-            eos_token_id=defaults.eos_token_id,
-            pad_token_id=defaults.pad_token_id,
+        drawn = sample(
+            self.lm,
+            input_ids,
+            attention,
+            max_new_tokens=params.max_new_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+            stop_ids=stops,
+            pad_id=pad,
+            seed=seed,
         )
-        torch.manual_seed(seed)
-        self.lm.generation_config = neutral
-        try:
-            with torch.no_grad(), shape_stable_attention():
-                out = self.lm.generate(
-                    input_ids=input_ids,
-                    attention_mask=attention,
-                    max_new_tokens=params.max_new_tokens,
-                    do_sample=not greedy,
-                    temperature=None if greedy else params.temperature,
-                    top_p=None if greedy else params.top_p,
-                    top_k=None if greedy else max(params.top_k, 0),
-                    eos_token_id=stops,
-                    pad_token_id=pad,
-                    return_dict_in_generate=True,
-                    output_logits=True,
-                )
-        finally:
-            self.lm.generation_config = defaults
-        new = out.sequences[:, width:]
-        scale = 1.0 if greedy else params.temperature
-        logprobs = torch.stack(
-            [
-                torch.log_softmax(step.float() / scale, dim=-1).gather(1, new[:, t : t + 1])[:, 0]
-                for t, step in enumerate(out.logits)
-            ],
-            dim=1,
-        )
+        new, logprobs = drawn.tokens, drawn.logprobs
         rows = []
         for row in range(len(prompts)):
             sampled = new[row].tolist()
