@@ -47,6 +47,45 @@ class EngineAgent(BaseAgent):
     tokens: ConversationTokens
     max_new_tokens: int
     max_episode_tokens: int | None = None
+    temperature: float
+    top_p: float
+    top_k: int
+    """``0``: no cut (engines spell it ``-1``: :attr:`engine_top_k`)."""
+    seed: int
+    _calls: int = 0
+
+    def _set_sampling(
+        self,
+        tokens: ConversationTokens,
+        *,
+        max_new_tokens: int,
+        max_episode_tokens: int | None,
+        temperature: float,
+        top_p: float,
+        top_k: int,
+        seed: int,
+    ) -> None:
+        """Keep the settings every engine agent samples with (one place for all engines)."""
+        self.tokens = tokens
+        self.max_new_tokens = max_new_tokens
+        self.max_episode_tokens = max_episode_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.top_k = top_k
+        self.seed = seed
+        self._calls = 0
+
+    @property
+    def engine_top_k(self) -> int:
+        """:attr:`top_k` as vLLM and SGLang spell "no cut": ``-1``."""
+        return self.top_k if self.top_k > 0 else -1
+
+    def row_seeds(self, rows: int) -> list[int]:
+        """A seed for each prompt of the next :meth:`sample` call, from the agent's seed, the
+        call count and the row: a rerun samples the same, and no two prompts share a stream."""
+        call = self._calls
+        self._calls += 1
+        return [(self.seed * 1_000_003 + call * 10_007 + row) % 2**31 for row in range(rows)]
 
     @abstractmethod
     def sample(self, prompts: Sequence[list[int]]) -> list[Sample]:

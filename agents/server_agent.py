@@ -307,35 +307,35 @@ class ServerAgent(EngineAgent):
             retry_backoff_s=retry_backoff_s,
         )
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model)
-        self.tokens = ConversationTokens(
+        tokens = ConversationTokens(
             self.tokenizer,
             use_tools=use_tools,
             max_context_tokens=max_context_tokens or model_context(model),
         )
-        self.tokens.stop_ids = {self.tokens.eos_id, *(int(s) for s in stop_ids or ())}
-        self.max_new_tokens = max_new_tokens
-        self.max_episode_tokens = max_episode_tokens
-        self.temperature = temperature
-        self.top_p = top_p
-        self.top_k = top_k
-        self.seed = seed
-        self._calls = 0
+        tokens.stop_ids = {tokens.eos_id, *(int(s) for s in stop_ids or ())}
+        self._set_sampling(
+            tokens,
+            max_new_tokens=max_new_tokens,
+            max_episode_tokens=max_episode_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            seed=seed,
+        )
 
     def sample(self, prompts: Sequence[list[int]]) -> list[Sample]:
-        call = self._calls
-        self._calls += 1
         params = [
             SamplingParams(
                 max_new_tokens=self.max_new_tokens,
                 temperature=max(self.temperature, 0.0),
                 top_p=self.top_p,
-                top_k=self.top_k if self.top_k > 0 else -1,
+                top_k=self.engine_top_k,
                 stop_token_ids=sorted(self.tokens.stop_ids),
                 skip_special_tokens=False,
                 no_stop_trim=True,
-                sampling_seed=(self.seed * 1_000_003 + call * 10_007 + row) % 2**31,
+                sampling_seed=seed,
             )
-            for row in range(len(prompts))
+            for seed in self.row_seeds(len(prompts))
         ]
         samples = []
         for result in self.client.generate(prompts, params):

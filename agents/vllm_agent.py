@@ -96,32 +96,31 @@ class VLLMAgent(EngineAgent):
 
             config = AutoConfig.from_pretrained(resolve_model(model))
             max_context_tokens = int(getattr(config, "max_position_embeddings", 32_768))
-        self.tokens = ConversationTokens(
-            tokenizer, use_tools=use_tools, max_context_tokens=max_context_tokens
+        self._set_sampling(
+            ConversationTokens(
+                tokenizer, use_tools=use_tools, max_context_tokens=max_context_tokens
+            ),
+            max_new_tokens=max_new_tokens,
+            max_episode_tokens=max_episode_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            seed=seed,
         )
-        self.max_new_tokens = max_new_tokens
-        self.max_episode_tokens = max_episode_tokens
-        self.temperature = temperature
-        self.top_p = top_p
-        self.top_k = top_k
-        self.seed = seed
-        self._calls = 0
 
     def sample(self, prompts: Sequence[list[int]]) -> list[Sample]:
-        call = self._calls
-        self._calls += 1
         params = [
             self.vllm.SamplingParams(
                 temperature=self.temperature,
                 top_p=self.top_p,
-                top_k=self.top_k if self.top_k > 0 else -1,
+                top_k=self.engine_top_k,
                 max_tokens=self.max_new_tokens,
                 logprobs=0,
                 stop_token_ids=sorted(self.tokens.stop_ids),
                 skip_special_tokens=False,
-                seed=(self.seed * 1_000_003 + call * 10_007 + row) % 2**31,
+                seed=seed,
             )
-            for row in range(len(prompts))
+            for seed in self.row_seeds(len(prompts))
         ]
         outputs = self.engine.generate(
             [{"prompt_token_ids": list(ids)} for ids in prompts], params, use_tqdm=False
