@@ -3,6 +3,7 @@ one-sided test, and curves.png."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,49 @@ def test_tiny_household_preset_reads_household_names_as_single_tokens() -> None:
     assert (config.num_hidden_layers, config.hidden_size) == (4, 128)
     with pytest.raises(ValueError, match="unknown corpus"):
         tiny(corpus="medical")
+
+
+def test_tiny_clinic_preset_reads_complaints_as_single_tokens() -> None:
+    """``model: tiny-clinic`` (the demo's policy) has the embedded model's shape and a
+    tokenizer that knows the clinic's words: a complaint is one token, a prompt half as long."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from rounds.models.tiny import TINY_DEFAULTS, resolve_model, tiny
+
+    path = resolve_model("tiny-clinic")
+    clinic, base = AutoTokenizer.from_pretrained(path), AutoTokenizer.from_pretrained(str(tiny()))
+    for complaint in (" diarrhea", " dysuria", " flank", " breath"):
+        assert len(clinic.tokenize(complaint)) == 1, complaint
+    env = make("rounds/DiagGym-v0", variant="five-diagnoses").unwrapped
+    observation, _ = env.reset(seed=0)
+    text = env.system_prompt + observation
+    assert len(clinic(text).input_ids) < 0.6 * len(base(text).input_ids)
+    config = AutoConfig.from_pretrained(path)
+    assert config.num_hidden_layers == TINY_DEFAULTS["num_hidden_layers"]
+    assert config.hidden_size == TINY_DEFAULTS["hidden_size"]
+
+
+@pytest.mark.slow
+def test_a_shortened_demo_raises_held_out_success_significantly(tmp_path: Path) -> None:
+    """The demo's configuration with two GRPO steps: held-out success at the end is
+    significantly above that before training (one-sided Fisher test on the trainer's own
+    two evaluations, not a fixed threshold)."""
+    import yaml
+
+    from rounds.trainers import GRPOConfig, GRPOTrainer
+
+    settings = yaml.safe_load(DEMO.read_text())
+    settings |= {
+        "output_dir": str(tmp_path / "demo"),
+        "steps": 2,
+        "eval_every": 2,
+        "checkpoint_every": 100,
+        "progress": False,
+    }
+    trainer = GRPOTrainer(config=GRPOConfig(**settings))
+    trainer.train()
+    rows = [json.loads(line) for line in (tmp_path / "demo" / "metrics.jsonl").open()]
+    evaluations = held_out(rows)
+    before, after = evaluations[0], evaluations[-1]
+    assert before.step == -1 and after.step == 1 and after.episodes == 56
+    assert improvement_p_value(before, after) < 0.01, (before, after)

@@ -89,13 +89,10 @@ def clone(
     model.train()
     losses = []
     for epoch in range(epochs):
-        # Episodes of similar length share a micro-batch (less padding); the batches are shuffled.
-        by_length = sorted(range(len(sequences)), key=lambda i: len(sequences[i].input_ids))
-        batches_of = [
-            by_length[i : i + micro_batch_size] for i in range(0, len(by_length), micro_batch_size)
-        ]
-        np.random.default_rng([seed, epoch]).shuffle(batches_of)
-        order = [i for b in batches_of for i in b]
+        # Each micro-batch is an optimizer step, so its episodes are a random sample. Grouping
+        # them by length (less padding) made batches of one answer wherever the length tells
+        # the answer (DiagGym's complaints), and the clone learned the marginal, not the task.
+        order = [int(i) for i in np.random.default_rng([seed, epoch]).permutation(len(sequences))]
         total, batches = 0.0, 0
         for start in range(0, len(order), micro_batch_size):
             batch = [sequences[i] for i in order[start : start + micro_batch_size]]

@@ -114,8 +114,42 @@ tissuebox toiletpaper tomato towel vase watch winebottle hot cool clean some two
 13 14 15 16 17 18 19 21 22 23 24 25
 """
 
+# Clinic words (DiagGym-v0's triage note and history, its chief complaints, the choice
+# listing and the ``five-diagnoses`` variant's diagnoses), so a complaint is one or two
+# tokens, not a run of bytes: prompts are about 3 times shorter.
+_CLINIC_CORPUS = """
+You are a physician in an emergency department. You see a patient's triage note (age, sex, chief
+complaint and what the patient volunteered) and may order examinations one at a time; each result
+is reported back to you. Taking the full history (Medical history), measuring the vital signs
+(Vital signs) and each physical examination are ordered the same way, one turn each. When you have
+enough information, commit to one final diagnosis. You have at most 4 turns, and your last turn
+must be the diagnosis. The diagnosis is one of: Acute infectious gastroenteritis, Mechanical low
+back pain, Acute uncomplicated cystitis, Ureteral stone with renal colic, Acute asthma exacerbation.
+Each observation ends with a numbered list of commands (the history, the vital signs and a final
+diagnosis for each candidate). Reply with the number of one command; another examination may be
+written as 'exam: <name>'. - Patient Information: 60 y/o F - Chief Complaint: diarrhea
+- History of Present Illness: A 60-year-old woman presents with diarrhea. A 27-year-old man
+- Not yet done: the full history (order Medical history), the vital signs (order Vital signs)
+and the physical examination. Exam name: Medical history Exam results: History of present
+illness: Besides flank pain, she reports nausea and pressure-like chest pain. He denies blood in
+the urine. Past medical history: None reported. Commands: 1. exam: Medical history 2. exam: Vital
+signs 3. diagnosis: Acute infectious gastroenteritis Reply with the number of one command.
+chest pain, shortness of breath, palpitations, abdominal pain, flank pain, nausea and vomiting,
+diarrhea, vomiting blood, black, tarry stools, fever, cough, headache, weakness on one side of the
+body, difficulty speaking, confusion, a seizure, a fainting episode, generalized weakness, fatigue,
+leg swelling, a red, painful area of skin, an itchy rash, painful urination, excessive thirst and
+urination, joint pain, vaginal bleeding, yellowing of the skin, back pain, a sore throat,
+dizziness, testicular pain, bright red blood from the rectum, an intentional overdose, shakiness
+and anxiety, muscle pain and dark urine, tingling and weakness of the legs, a runny nose and cough,
+wheezing, dysuria, urinary frequency, hematuria, numbness, dyspnea, years old, female, male
+"""
+
 #: The texts a tiny model's tokenizer can be trained on (setting ``corpus``).
-CORPORA: dict[str, str] = {"base": _CORPUS, "household": _CORPUS + _HOUSEHOLD_CORPUS}
+CORPORA: dict[str, str] = {
+    "base": _CORPUS,
+    "household": _CORPUS + _HOUSEHOLD_CORPUS,
+    "clinic": _CORPUS + _CLINIC_CORPUS,
+}
 
 #: Named tiny models (``model: NAME`` in a training config): settings over :data:`TINY_DEFAULTS`.
 #: ``tiny-household`` is the demo's policy: a vocabulary that knows Household-v0's words and
@@ -123,6 +157,7 @@ CORPORA: dict[str, str] = {"base": _CORPUS, "household": _CORPUS + _HOUSEHOLD_CO
 #: ``examples/configs/demo.yaml`` for what it learns and how fast).
 TINY_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {},
+    "tiny-clinic": {"corpus": "clinic", "vocab_size": 2048},
     "tiny-household": {
         "corpus": "household",
         "vocab_size": 2048,
