@@ -152,9 +152,9 @@ CORPORA: dict[str, str] = {
 }
 
 #: Named tiny models (``model: NAME`` in a training config): settings over :data:`TINY_DEFAULTS`.
-#: ``tiny-household`` is the demo's policy: a vocabulary that knows Household-v0's words and
-#: four layers, so it can learn which listed command names the task's object (see
-#: ``examples/configs/demo.yaml`` for what it learns and how fast).
+#: ``tiny-clinic`` is the demo's policy: the base shape with a tokenizer that knows the clinic's
+#: words. ``tiny-household`` knows Household-v0's words and has four layers (see
+#: ``examples/configs/demo.yaml`` for what each learned and how fast).
 TINY_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {},
     "tiny-clinic": {"corpus": "clinic", "vocab_size": 2048},
