@@ -1,7 +1,7 @@
 """What each learning signal costs per training step on the demo workload.
 
-Runs the demo's config (``examples/configs/demo.yaml``: DiagGym-v0, tiny model, 4 tasks
-x 4 rollouts) without its warm start and evaluations for ``--steps`` steps, once per
+Runs the demo's config (``examples/configs/demo.yaml``: DiagGym-v0 ``five-diagnoses``,
+``tiny-clinic``, 8 tasks x 8 rollouts) without its warm start and evaluations for ``--steps`` steps, once per
 signal, and prints each run's mean seconds per step, the part spent on the signal, and
 its extra work (prover rollouts, teacher-forced passes). The first run is the baseline.
 
