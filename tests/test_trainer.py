@@ -18,6 +18,7 @@ import torch
 import toy_envs  # noqa: F401  (registers toys/Vowel-v0 and toys/Vowels3-v0)
 from conftest import TOY_TRAINING, TrainedRun
 
+from rounds.models.tiny import TINY_PRESETS
 from rounds.shaping import RewardShaping
 from rounds.storage import RunDir
 from rounds.trainers import GRPOConfig, GRPOTrainer, LoRAConfig, ResumeError
@@ -647,6 +648,7 @@ def test_demo_config_is_valid() -> None:
     import gymnasium as gym
 
     config = GRPOConfig.from_yaml(Path(__file__).parents[1] / "examples" / "configs" / "demo.yaml")
-    # The embedded model, a cold start to learn from, a registered env, a fresh run each time.
-    assert config.model == "tiny" and config.warm_start is not None and not config.resume
+    # A locally built tiny model (no download), a cold start to learn from, a registered env,
+    # a fresh run each time.
+    assert config.model in TINY_PRESETS and config.warm_start is not None and not config.resume
     assert config.env_id in gym.registry
