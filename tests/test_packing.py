@@ -289,3 +289,46 @@ def test_right_padding_runs_without_a_mask_and_left_padding_keeps_it(tmp_path: P
     expected = torch.cat(alone)
     torch.testing.assert_close(right_values, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(left_values, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_warm_start_loss_is_the_reply_tokens_mean_nll(tmp_path: Path) -> None:
+    """Cloning computes only the reply tokens' log-probs (the LM head at their positions);
+    its loss is still the mean negative log-likelihood of every reply token."""
+    from rounds.trainers.warm_start import ClonedSequence, clone
+
+    trainer = make_trainer(tmp_path)
+    model = trainer.policy
+    pad = int(trainer.tokenizer.pad_token_id)
+    sequences = [
+        ClonedSequence(s.input_ids, [int(m > 0) for m in s.loss_mask])
+        for s in episodes(model.config.vocab_size)[:4]
+    ]
+    batch = collate(
+        [
+            TrainSequence(
+                s.input_ids,
+                s.loss_mask,
+                [0.0] * len(s.input_ids),
+                [0.0] * len(s.input_ids),
+                [0] * len(s.input_ids),
+            )
+            for s in sequences
+        ],
+        pad_id=pad,
+        device="cpu",
+    )
+    with torch.no_grad():
+        full, _ = full_logprobs(model, batch, 1.0)
+    replies = batch["targets"][:, 1:]
+    expected = -float(full[replies].mean())
+    (loss,) = clone(
+        model,
+        sequences,
+        epochs=1,
+        learning_rate=1e-3,
+        micro_batch_size=4,
+        pad_id=pad,
+        device="cpu",
+        seed=0,
+    )
+    assert loss == pytest.approx(expected, rel=1e-5)

@@ -20,8 +20,8 @@ from rounds.agents.base import Chat
 from rounds.agents.loop import EpisodeSpec, Rollout, run_episodes
 from rounds.agents.registry import make_agent
 from rounds.agents.tokens import ConversationTokens
-from rounds.models.attention import shape_stable_attention
 from rounds.text_env import TextEnv
+from rounds.trainers.loss import token_logprobs
 
 
 @dataclass
@@ -104,15 +104,15 @@ def clone(
                 [[1] * len(s.input_ids) + [0] * (width - len(s.input_ids)) for s in batch],
                 device=device,
             )
-            mask = torch.tensor(
+            targets = torch.tensor(
                 [s.loss_mask + [0] * (width - len(s.loss_mask)) for s in batch],
                 device=device,
-                dtype=torch.float,
+                dtype=torch.bool,
             )
-            with shape_stable_attention():
-                logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
-            logprobs = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-            loss = -(logprobs * mask[:, 1:]).sum() / mask[:, 1:].sum().clamp(min=1.0)
+            targets[:, 0] = False  # the first token has no prediction (and is never a reply)
+            # The reply tokens' log-probs alone: the LM head runs only where they are predicted.
+            chosen, _ = token_logprobs(model, ids, attention, targets, 1.0)
+            loss = -chosen.mean()
             if not torch.isfinite(loss):
                 optimizer.zero_grad(set_to_none=True)
                 continue
