@@ -170,8 +170,9 @@ def test_tiny_clinic_preset_reads_complaints_as_single_tokens() -> None:
 @pytest.mark.slow
 def test_a_shortened_demo_raises_held_out_success_significantly(tmp_path: Path) -> None:
     """The demo's configuration with two GRPO steps: held-out success at the end is
-    significantly above that before training (one-sided Fisher test on the trainer's own
-    two evaluations, not a fixed threshold)."""
+    significantly above that before training (one-sided Fisher test at the 5% level on the
+    trainer's own two evaluations, not a fixed success threshold). The default seed gives
+    0% -> 70%+; the weakest run seen (another seed) 0% -> 12%, p = 0.0065."""
     import yaml
 
     from rounds.trainers import GRPOConfig, GRPOTrainer
@@ -190,4 +191,4 @@ def test_a_shortened_demo_raises_held_out_success_significantly(tmp_path: Path) 
     evaluations = held_out(rows)
     before, after = evaluations[0], evaluations[-1]
     assert before.step == -1 and after.step == 1 and after.episodes == 56
-    assert improvement_p_value(before, after) < 0.01, (before, after)
+    assert improvement_p_value(before, after) < 0.05, (before, after)

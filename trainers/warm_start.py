@@ -64,7 +64,11 @@ def collect(
         EpisodeSpec(task_id=str(split_ids[int(i)]), seed=int(seed + n), agent_seed=int(seed + n))
         for n, i in enumerate(picks)
     ]
-    return list(run_episodes(env_factory, agent, specs, env_id=env_id, concurrency=2))
+    rollouts = run_episodes(env_factory, agent, specs, env_id=env_id, concurrency=2)
+    # In the order they were planned, not finished: the clone then sees the same data in the
+    # same order on every run.
+    order = {spec.seed: n for n, spec in enumerate(specs)}  # seeds are distinct (seed + n)
+    return sorted(rollouts, key=lambda rollout: order[rollout.episode.seed])
 
 
 def clone(
