@@ -299,7 +299,7 @@ class DiagGymEnv(TextEnv):
             )
             raise ValueError(
                 f"unknown diagnoses {named}: use the knowledge base's disease ids "
-                "(docs/clinic.md lists them)"
+                "(the `id:` entries of rounds/envs/clinic/knowledge/diseases.yaml)"
             )
         return list(dict.fromkeys(diagnoses))
 
