@@ -4,6 +4,7 @@ candidates and the scripted baselines answering by number."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +133,74 @@ def test_the_full_env_is_unchanged_by_the_candidates() -> None:
     assert env.candidates == [d.id for d in env.kb.diseases]
     assert env.system_prompt.count("Examinations available") == 1
     assert "The diagnosis is one of" not in env.system_prompt
+
+
+def test_the_variant_passes_gymnasiums_env_checker() -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    env = make("rounds/DiagGym-v0", variant="five-diagnoses").unwrapped
+    check_env(env, skip_render_check=True)
+
+
+#: Replies a choice-mode reader might trip on: numbers out of range or malformed, and text.
+NUMBERS = ["0", "-1", "8", "07", " 7 ", "3.5", "1e3", "99999999999999999999999", "٣", "3 4", "#3"]
+
+
+def test_hostile_replies_never_raise_in_the_choice_mode(five: DiagGymEnv) -> None:
+    from test_hostile_inputs import ALWAYS_INVALID, HOSTILE
+
+    for name, reply in {**HOSTILE, **{f"number {n!r}": n for n in NUMBERS}}.items():
+        five.reset(seed=7)
+        observation, reward, terminated, truncated, info = five.step(reply)
+        assert isinstance(observation, str) and observation, name
+        assert math.isfinite(reward), name
+        if name in ALWAYS_INVALID:
+            assert info["invalid_action"] and not terminated, name
+        if not (terminated or truncated):  # the listing is still offered after a bad reply
+            assert observation.rstrip().endswith("Reply with the number of one command."), name
+
+
+def test_invariants_over_thousands_of_sampled_episodes(five: DiagGymEnv) -> None:
+    """2,000 episodes of a policy that mixes the random baseline's numbers with stray
+    numbers and text: one hidden case of a candidate diagnosis per episode, an exact
+    posterior with no mass off the candidates, and a verifier that pays for the truth only."""
+    rng = np.random.default_rng(11)
+    candidate = np.array([d.id in FIVE_DIAGNOSES for d in five.kb.diseases])
+    numbers = {f"diagnosis: {five.kb.disease(d).name}": d for d in FIVE_DIAGNOSES}
+    splits = ("train", "validation", "test")
+    for n in range(2000):
+        split = splits[n % 3]
+        ids = five.task_ids(split)
+        five.reset(options={"task_id": ids[int(rng.integers(len(ids)))]})
+        case = five.patient.case  # type: ignore[union-attr]
+        assert case is not None and case.diagnosis in FIVE_DIAGNOSES
+        info: dict[str, object] = {}
+        named: str | None = None
+        while not five.episode_ended:
+            roll = rng.random()
+            if roll < 0.8:
+                reply = five.present_action(random_policy(five, rng))
+            elif roll < 0.9:
+                reply = str(int(rng.integers(-2, 12)))
+            else:
+                reply = "diagnosis: Acute asthma exacerbation"
+            if reply.isdigit() and 3 <= int(reply) <= 7:
+                named = five.choice_commands()[int(reply) - 1]
+            elif reply.startswith("diagnosis: "):
+                named = reply
+            _, _, _, _, info = five.step(reply)
+            posterior = five.posterior
+            assert posterior is not None
+            assert abs(posterior.probs.sum() - 1.0) < 1e-9
+            assert not posterior.probs[~candidate].any()
+            assert posterior.probability(case.diagnosis) > 0
+        metrics = info["metrics"]  # type: ignore[index]
+        assert five.turn <= 4
+        given = metrics["diagnosis_given"] == 1.0
+        assert given == (named is not None and five.diagnosis is not None)
+        correct = given and numbers.get(str(named)) == case.diagnosis
+        assert metrics["success"] == float(correct), (named, case.diagnosis)
+        components = info["reward_components"]  # type: ignore[index]
+        assert components["outcome"] == float(correct)
+        assert components["completion"] == pytest.approx(0.1 * given)
+        assert components["exam_f1"] == 0.0  # only the history and vital signs: no tests
