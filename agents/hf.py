@@ -10,10 +10,8 @@ from rounds.agents.base import Action, BaseAgent, Chat
 from rounds.agents.kv_cache import (
     CacheStats,
     EpisodeCache,
-    generate_cache_keyword,
     layout_batch,
     plain_layers,
-    returned_cache,
     reusable_length,
     split_batch_cache,
     weights_version,
@@ -177,9 +175,7 @@ class HFAgent(BaseAgent):
             [ids for ids, _, _ in prompts], held, pad, self.device, self.max_new_tokens
         )
         input_ids, attention = batch.input_ids, batch.attention_mask
-        cache: dict[str, Any] = {}
-        if batch.cache is not None:
-            cache[generate_cache_keyword()] = batch.cache
+        cache = batch.cache
         del batch, held  # the batch's cache is the only copy while generating
         images = [self.tokens.images(chat) for chat in chats]
         vision: dict[str, Any] = {}
@@ -194,7 +190,7 @@ class HFAgent(BaseAgent):
             vision["mm_token_type_ids"] = (input_ids == self.tokens.image_token_id).int()
         seed = self.seed * 1_000_003 + self._calls
         self._calls += 1
-        sampled = sample(
+        drawn = sample(
             self.lm,
             input_ids,
             attention,
@@ -206,10 +202,10 @@ class HFAgent(BaseAgent):
             pad_id=pad,
             seed=seed,
             max_time=self.timeout_s,
+            cache=cache,
             **vision,
-            **cache,
         )
-        new, logprobs, out = sampled.tokens, sampled.logprobs, sampled.output
+        new, logprobs = drawn.tokens, drawn.logprobs
         elapsed = time.perf_counter() - started
         self.generation_seconds += elapsed
         cut = new.shape[1] < self.max_new_tokens and not all(
@@ -220,7 +216,7 @@ class HFAgent(BaseAgent):
             stop = next((i + 1 for i, t in enumerate(row) if t in self.stop_ids), None)
             completions.append(row if stop is None else row[:stop])
         if reuse:
-            self._keep_caches(chats, prompts, completions, returned_cache(out), attention, version)
+            self._keep_caches(chats, prompts, completions, drawn.cache, attention, version)
         actions = []
         for row, (chat, prompt) in enumerate(zip(chats, prompts, strict=True)):
             sampled = completions[row]

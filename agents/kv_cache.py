@@ -17,13 +17,14 @@ with attention 0 on the pads. The held keys and values are right-aligned into on
 ``[B, heads, C, head_dim]`` tensor per layer (zeros under the pads) and passed as the
 generation's cache, so the model runs only the last ``S`` columns; each layer has
 room reserved for the columns to come (:class:`ReservedLayer`), so a decoding step
-writes its keys in place instead of copying the whole cache. transformers'
-``generate`` takes position ids from the attention mask's running sum, so every real
+writes its keys in place instead of copying the whole cache. The decoding loop
+(:func:`rounds.models.decoding.decode`) takes position ids from the attention mask's
+running sum, so every real
 token keeps the position it has in its own sequence, matching the rotary-embedded
 keys in the cache; the pads in the middle are masked keys that cost attention width,
-not correctness. After generation :func:`split_batch_cache` copies each row's
-unpadded columns (its sequence, then the sampled tokens the model was fed back) into
-its own cache, and the batch's cache is dropped.
+not correctness. After generation :func:`split_batch_cache` records which of the
+batch cache's columns are each row's (its sequence, then the sampled tokens the model
+was fed back); the next turn's layout gathers them from there.
 
 A held cache is used only while it is still right (:func:`reusable_length`): its
 tokens are a prefix of the episode's sequence (a context cut rebuilds the sequence),
@@ -43,17 +44,39 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from rounds.models.reserved_cache import ReservedLayer
+
 
 @dataclass
 class EpisodeCache:
-    """The keys and values of the first ``len(tokens)`` tokens of one episode's sequence."""
+    """The keys and values of the first ``len(tokens)`` tokens of one episode's sequence:
+    row ``row``, columns ``columns`` of the batched cache of the generation that made them.
+
+    The episode's columns are gathered only when its next turn lays out a batch
+    (:func:`layout_batch`), straight into that batch's cache: an episode that ends after
+    the turn costs no copy, and one that goes on costs one. The batched tensors stay
+    alive until every episode of that batch has taken its columns or ended.
+    """
 
     tokens: list[int]
     """The token ids whose keys and values are held, in order."""
-    layers: list[tuple[torch.Tensor, torch.Tensor]]
-    """Per layer, keys and values of shape ``[1, kv_heads, len(tokens), head_dim]``."""
+    source: list[tuple[torch.Tensor, torch.Tensor]]
+    """Per layer, the batch's keys and values, ``[batch, kv_heads, length, head_dim]``."""
+    row: int
+    columns: torch.Tensor
+    """The columns of ``source`` that hold ``tokens``, in order."""
     weights_version: int
     """:func:`weights_version` of the model when these were computed."""
+
+    @property
+    def device(self) -> torch.device:
+        return self.source[0][0].device
+
+    def layer(self, index: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values (``[kv_heads, count, head_dim]``) of the first ``count`` tokens."""
+        keys, values = self.source[index]
+        columns = self.columns[:count]
+        return keys[self.row, :, columns], values[self.row, :, columns]
 
 
 @dataclass
@@ -78,45 +101,6 @@ class CachedBatch:
     """A ``DynamicCache`` of the held keys and values, or None when no episode holds any."""
 
 
-class ReservedLayer(DynamicLayer):
-    """A full-attention cache layer with room reserved for the columns still to come.
-
-    Each generation step writes its keys and values in place rather than
-    concatenating them to the layer's (a copy of the whole layer per step, which on a
-    long conversation costs more than the step's attention). ``keys`` and ``values``
-    are views of the filled columns; a method that replaces them (``crop``, a batch
-    selection) is honoured, since the next update reseats the buffers on them.
-    """
-
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]  # untyped in transformers
-        self.device = keys.device
-        self.is_initialized = True
-        self._seat(keys, values, length)
-
-    def _seat(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
-        self._keys, self._values, self._length = keys, values, length
-        self.keys, self.values = keys[:, :, :length], values[:, :, :length]
-
-    def update(
-        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        keys, values = self.keys, self.values
-        assert keys is not None and values is not None  # set since __init__
-        seated = keys.data_ptr() == self._keys.data_ptr() and keys.shape[2] == self._length
-        if not seated:  # keys were replaced: reserve room after them again
-            self._seat(keys, values, keys.shape[2])
-        end = self._length + key_states.shape[2]
-        if end > self._keys.shape[2]:  # more than reserved: grow by at least double
-            grow = (0, 0, 0, max(end, 2 * self._keys.shape[2]) - self._keys.shape[2])
-            self._keys = torch.nn.functional.pad(self._keys, grow)
-            self._values = torch.nn.functional.pad(self._values, grow)
-        self._keys[:, :, self._length : end] = key_states
-        self._values[:, :, self._length : end] = value_states
-        self._seat(self._keys, self._values, end)
-        return self._keys[:, :, :end], self._values[:, :, :end]
-
-
 def weights_version(model: Any) -> int:
     """A number that changes whenever the model's parameters are changed in place.
 
@@ -136,7 +120,7 @@ def reusable_length(
     """
     if cache.weights_version != version:
         return 0, "weights changed"
-    if any(keys.device != device for keys, _ in cache.layers):
+    if cache.device != device:
         return 0, "model moved to another device"
     held = len(cache.tokens)
     if held > len(ids) or ids[:held] != cache.tokens:
@@ -173,15 +157,15 @@ def layout_batch(
         capacity = width_cached + width_new + max_new_tokens
         template = next(h[0] for h in held if h is not None and h[1] > 0)
         layers = []
-        for layer, (keys, values) in enumerate(template.layers):
+        for layer, (keys, values) in enumerate(template.source):
             buffers = [
                 t.new_zeros((len(prompts), t.shape[1], capacity, t.shape[3]))
                 for t in (keys, values)
             ]
             for row, (h, c) in enumerate(zip(held, cached, strict=True)):
                 if h is not None and c > 0:
-                    for buffer, held_part in zip(buffers, h[0].layers[layer], strict=True):
-                        buffer[row, :, width_cached - c : width_cached] = held_part[0, :, :c]
+                    for buffer, held_part in zip(buffers, h[0].layer(layer, c), strict=True):
+                        buffer[row, :, width_cached - c : width_cached] = held_part
             layers.append(ReservedLayer(buffers[0], buffers[1], width_cached))
         cache = DynamicCache()
         cache.layers = list[Any](layers)  # every layer given: none is added lazily
@@ -212,7 +196,7 @@ def split_batch_cache(
 ) -> list[EpisodeCache]:
     """Each row's own cache after a generation: its prompt's unpadded columns, then the
     sampled tokens of ``completions[i]`` that the model was fed back (all but the batch's
-    last step)."""
+    last step), as views of the batch's ``layers`` (see :class:`EpisodeCache`)."""
 
     width = attention_mask.shape[1]
     fed_back = max(0, layers[0][0].shape[2] - width)
@@ -228,28 +212,10 @@ def split_batch_cache(
         caches.append(
             EpisodeCache(
                 tokens=list(ids) + list(sampled[:kept]),
-                layers=[
-                    (
-                        k[row : row + 1].index_select(2, columns),
-                        v[row : row + 1].index_select(2, columns),
-                    )
-                    for k, v in layers
-                ],
+                source=layers,
+                row=row,
+                columns=columns,
                 weights_version=version,
             )
         )
     return caches
-
-
-def generate_cache_keyword() -> str:
-    """The name ``generate`` takes a cache by: ``cache`` (transformers 5) or
-    ``past_key_values`` (4.x, deprecated in 5)."""
-    from transformers.generation import utils
-
-    return "cache" if "cache" in getattr(utils, "ALL_CACHE_NAMES", ()) else "past_key_values"
-
-
-def returned_cache(output: Any) -> Any:
-    """The cache a ``generate(..., return_dict_in_generate=True)`` output carries, or None."""
-    cache = getattr(output, "cache", None)
-    return cache if cache is not None else getattr(output, "past_key_values", None)

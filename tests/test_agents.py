@@ -20,6 +20,8 @@ from rounds.agents import Action, BaseAgent, Chat, EpisodeSpec, make_agent, run_
 from rounds.agents.chat import TRUNCATION_MARKER, append_turn, fit_messages, tool_calls_in_text
 from rounds.agents.hf import HFAgent
 from rounds.agents.openai_agent import OpenAIAgent
+from rounds.models import sampling
+from rounds.models.decoding import decode
 from rounds.text_env import EpisodeEnd, StepResult, TextEnv
 
 
@@ -93,20 +95,20 @@ def test_tool_calls_in_text_and_tool_messages() -> None:
 # ------------------------------------------------------------------ hf agent
 
 
-def test_hf_episode_token_sequence_is_exactly_what_was_sampled() -> None:
+def test_hf_episode_token_sequence_is_exactly_what_was_sampled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     agent = HFAgent("tiny", max_new_tokens=12, seed=0)
     calls: list[tuple[list[int], list[int]]] = []  # (the unpadded prompt, the sampled tokens)
-    generate = agent.lm.generate
 
-    def recording_generate(**kwargs: Any) -> Any:
-        out = generate(**kwargs)
-        width = kwargs["input_ids"].shape[1]
-        for row in range(kwargs["input_ids"].shape[0]):
-            fed = kwargs["input_ids"][row][kwargs["attention_mask"][row].bool()].tolist()
-            calls.append((fed, out.sequences[row, width:].tolist()))
+    def recording_decode(lm: Any, input_ids: Any, attention_mask: Any, **kwargs: Any) -> Any:
+        out = decode(lm, input_ids, attention_mask, **kwargs)
+        for row in range(input_ids.shape[0]):
+            fed = input_ids[row][attention_mask[row].bool()].tolist()
+            calls.append((fed, out.tokens[row].tolist()))
         return out
 
-    agent.lm.generate = recording_generate
+    monkeypatch.setattr(sampling, "decode", recording_decode)
     env = diaggym()
     spec = EpisodeSpec(task_id="rounds-test-0002", seed=0, agent_seed=0)
     rollout = next(run_episodes(lambda: env, agent, [spec], env_id="rounds/DiagGym-v0"))

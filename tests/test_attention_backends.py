@@ -3,6 +3,7 @@ plans made an H200 rollout 3-4x slower; rounds.models.attention), and the flags 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -35,13 +36,14 @@ def test_cudnn_is_left_out_inside_and_restored_after() -> None:
 def test_the_hf_agent_generates_under_it(monkeypatch: Any) -> None:
     seen: list[bool] = []
     agent = HFAgent("tiny", max_new_tokens=4, temperature=0.0, reuse_cache=False)
-    generate = agent.lm.generate
+    forward = agent.lm.forward
 
+    @functools.wraps(forward)
     def spy(*args: Any, **kwargs: Any) -> Any:
         seen.append(torch.backends.cuda.cudnn_sdp_enabled())
-        return generate(*args, **kwargs)
+        return forward(*args, **kwargs)
 
-    monkeypatch.setattr(agent.lm, "generate", spy)
+    monkeypatch.setattr(agent.lm, "forward", spy)
     env = make("rounds/Household-v0").unwrapped
     observation, _ = env.reset(seed=0)
     chat = Chat(
@@ -54,8 +56,10 @@ def test_the_hf_agent_generates_under_it(monkeypatch: Any) -> None:
         rng=np.random.default_rng(0),
     )
     action = agent.act(chat)
-    assert seen == [False]
     assert action.token_ids  # it generated
+    assert action.sampled_mask is not None
+    # A prefill, then a step per sampled token but the last; never with cuDNN.
+    assert seen == [False] * sum(action.sampled_mask)
     assert torch.backends.cuda.cudnn_sdp_enabled()
 
 

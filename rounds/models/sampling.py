@@ -1,13 +1,16 @@
-"""One batched sampling call through ``transformers``' ``generate``, shared by the ``hf`` agent
-and the local rollout server (``python -m rounds.models.serve``), so both sample the same way.
+"""One batched sampling call, shared by the ``hf`` agent and the local rollout server
+(``python -m rounds.models.serve``), so both sample the same way.
 
 Three things make the recorded log-probs those of the distribution actually sampled, which
 the trainer's importance ratios assume:
 
-- a neutral generation config replaces the checkpoint's own defaults for the call (Qwen's
-  ``repetition_penalty``, ``top_k`` and ``top_p`` would otherwise be merged in);
-- the log-probs are computed from the returned logits after temperature scaling (what the
-  trainer recomputes at the same temperature);
+- sampling follows exactly the settings given: text models decode in
+  :func:`rounds.models.decoding.decode`, which applies nothing else; through ``generate``
+  (vision-language models) a neutral generation config replaces the checkpoint's own
+  defaults for the call (Qwen's ``repetition_penalty``, ``top_k`` and ``top_p`` would
+  otherwise be merged in);
+- the log-probs are those of the tempered distribution (what the trainer recomputes at the
+  same temperature);
 - attention runs under :func:`~rounds.models.attention.shape_stable_attention` (new
   lengths at every step; cuDNN's per-shape plans made a GPU rollout 3× slower).
 """
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rounds.models.attention import shape_stable_attention
+from rounds.models.decoding import decode
 
 if TYPE_CHECKING:
     import torch
@@ -25,14 +29,15 @@ if TYPE_CHECKING:
 
 @dataclass
 class Sampled:
-    """What one ``generate`` call returned, per row of its batch."""
+    """What one sampling call drew, per row of its batch."""
 
     tokens: torch.Tensor
     """``(batch, steps)`` sampled token ids (a row that stopped early is padded after its stop)."""
     logprobs: torch.Tensor
     """``(batch, steps)`` log-probs of those tokens at the sampling temperature."""
-    output: Any
-    """``generate``'s own output (its cache, for callers that keep it)."""
+    cache: Any
+    """The cache after sampling (each row's prompt and all its sampled tokens but the last),
+    for callers that keep it; None when it cannot be reused."""
 
 
 def sample(
@@ -48,11 +53,71 @@ def sample(
     pad_id: int,
     seed: int,
     max_time: float | None = None,
-    **model_inputs: Any,
+    cache: Any = None,
+    **vision_inputs: Any,
 ) -> Sampled:
     """Sample up to ``max_new_tokens`` after each row of ``input_ids`` (left-padded), greedy
-    when ``temperature`` is 0, seeded by ``seed``; ``model_inputs`` go to ``generate`` as
-    they are (pixel values, a cache)."""
+    when ``temperature`` is 0, seeded by ``seed``. ``cache`` holds the keys and values of the
+    rows' first columns (see :func:`rounds.models.decoding.decode`).
+
+    Text models run :func:`rounds.models.decoding.decode`. With ``vision_inputs`` (pixel
+    values, image grids) the call goes through ``generate``, which prepares each
+    vision-language model's own inputs (multimodal rotary positions); such episodes are
+    for evaluation and always re-encode their conversation.
+    """
+    import torch
+
+    lm.eval()
+    with torch.inference_mode(), shape_stable_attention():
+        if not vision_inputs:
+            generator = torch.Generator(device=input_ids.device).manual_seed(seed)
+            drawn = decode(
+                lm,
+                input_ids,
+                attention_mask,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                top_k=top_k,
+                stop_ids=stop_ids,
+                pad_id=pad_id,
+                generator=generator,
+                cache=cache,
+                max_time=max_time,
+            )
+            return Sampled(tokens=drawn.tokens, logprobs=drawn.logprobs, cache=drawn.cache)
+        return _generate(
+            lm,
+            input_ids,
+            attention_mask,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            stop_ids=stop_ids,
+            pad_id=pad_id,
+            seed=seed,
+            max_time=max_time,
+            **vision_inputs,
+        )
+
+
+def _generate(
+    lm: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    top_k: int,
+    stop_ids: list[int],
+    pad_id: int,
+    seed: int,
+    max_time: float | None,
+    **vision_inputs: Any,
+) -> Sampled:
+    """``generate`` with a neutral generation config, the log-probs taken from its logits."""
     import torch
     from transformers import GenerationConfig
 
@@ -64,25 +129,23 @@ def sample(
         pad_token_id=defaults.pad_token_id,
     )
     torch.manual_seed(seed)
-    lm.eval()
     lm.generation_config = neutral
     try:
-        with torch.no_grad(), shape_stable_attention():
-            out = lm.generate(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                max_new_tokens=max_new_tokens,
-                do_sample=not greedy,
-                temperature=None if greedy else temperature,
-                top_p=None if greedy else top_p,
-                top_k=None if greedy else max(top_k, 0),
-                eos_token_id=stop_ids,
-                pad_token_id=pad_id,
-                return_dict_in_generate=True,
-                output_logits=True,
-                max_time=max_time,
-                **model_inputs,
-            )
+        out = lm.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=not greedy,
+            temperature=None if greedy else temperature,
+            top_p=None if greedy else top_p,
+            top_k=None if greedy else max(top_k, 0),
+            eos_token_id=stop_ids,
+            pad_token_id=pad_id,
+            return_dict_in_generate=True,
+            output_logits=True,
+            max_time=max_time,
+            **vision_inputs,
+        )
     finally:
         lm.generation_config = defaults
     new = out.sequences[:, input_ids.shape[1] :]
@@ -98,4 +161,4 @@ def sample(
         if out.logits
         else torch.zeros_like(new, dtype=torch.float)
     )
-    return Sampled(tokens=new, logprobs=logprobs, output=out)
+    return Sampled(tokens=new, logprobs=logprobs, cache=None)

@@ -1,0 +1,172 @@
+"""A lean decoding loop for text causal LMs: the model's forward one step at a time, the
+sampling rule, and nothing else.
+
+``generate`` is built for every decoding strategy at once, and a rollout pays for that
+generality at each step (logits processors and stopping criteria, input preparation, a
+cache that grows by concatenation). This loop keeps what a rollout needs: the model's own
+forward (so every architecture computes exactly as it does in ``generate``), position ids
+from the attention mask's running sum (as ``generate`` makes them for left-padded rows),
+a cache with room reserved for the reply (:mod:`rounds.models.reserved_cache`), and the
+prompt's logits kept for its last position only.
+
+Tokens are drawn by inverting each row's cumulative distribution with one uniform number
+(``torch.searchsorted``), where ``torch.multinomial`` draws an exponential variate for every
+entry of the vocabulary: on CPU that draw took 0.6 ms a step for 32 rows of an 852-token
+vocabulary (a fifth of a tiny model's step), and it grows with the vocabulary (151,936
+entries for Qwen). Both sample the same distribution; greedy decoding (temperature 0) picks
+the arg-max, token for token as ``generate`` does (tested).
+
+Measured (``benchmarks/trainer_step.py``'s shape, 32 rows of a 60-token prompt, 32 new
+tokens, the embedded model on CPU): 0.064 s against ``generate``'s 0.095 s.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rounds.models.reserved_cache import reserve
+
+
+@dataclass
+class Decoded:
+    """What :func:`decode` drew, per row of its batch."""
+
+    tokens: torch.Tensor
+    """``(batch, steps)`` sampled ids; after a row's stop token, ``pad_id``."""
+    logprobs: torch.Tensor
+    """``(batch, steps)`` log-probs of those tokens at the sampling temperature (0 after a stop)."""
+    cache: Any
+    """The cache after the loop: each row's prompt and every sampled token but the last."""
+
+
+def decode(
+    lm: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    top_k: int,
+    stop_ids: list[int],
+    pad_id: int,
+    generator: torch.Generator,
+    cache: Any = None,
+    max_time: float | None = None,
+) -> Decoded:
+    """Draw up to ``max_new_tokens`` after each left-padded row of ``input_ids``.
+
+    ``cache``, when given, holds the keys and values of the first ``cache.get_seq_length()``
+    columns of ``input_ids`` (``attention_mask`` covers all of them); the model runs only
+    the rest. Every row stops at its first id in ``stop_ids``; all rows stop when
+    ``max_time`` seconds have passed. Call it under ``torch.no_grad()``.
+    """
+    started = time.perf_counter()
+    rows, width = input_ids.shape
+    device = input_ids.device
+    positions = attention_mask.long().cumsum(-1) - 1
+    positions = positions.masked_fill(attention_mask == 0, 0)
+    held = cache.get_seq_length() if cache is not None else 0
+    mask = attention_mask.new_ones((rows, width + max_new_tokens))
+    mask[:, :width] = attention_mask
+    keyword = _cache_keyword(lm)
+    inputs: dict[str, Any] = {keyword: cache} if cache is not None else {}
+    if _keeps_last_logits(lm):
+        inputs["logits_to_keep"] = 1
+    out = lm(
+        input_ids=input_ids[:, held:],
+        attention_mask=attention_mask,
+        position_ids=positions[:, held:],
+        use_cache=True,
+        **inputs,
+    )
+    cache = _returned_cache(out, keyword)
+    reserve(cache, max_new_tokens)
+    tokens = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    logprobs = torch.zeros((rows, max_new_tokens), dtype=torch.float, device=device)
+    stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=device)
+    done = torch.zeros(rows, dtype=torch.bool, device=device)
+    position = positions[:, -1:]
+    steps = 0
+    for step in range(max_new_tokens):
+        token, logprob = draw(out.logits[:, -1], temperature, top_k, top_p, generator)
+        tokens[:, step] = token.masked_fill(done, pad_id)
+        logprobs[:, step] = logprob.masked_fill(done, 0.0)
+        done |= torch.isin(token, stops)
+        steps = step + 1
+        if steps == max_new_tokens or bool(done.all()):
+            break
+        if max_time is not None and time.perf_counter() - started > max_time:
+            break
+        position = position + 1
+        out = lm(
+            input_ids=tokens[:, step : step + 1],
+            attention_mask=mask[:, : width + steps],
+            position_ids=position,
+            use_cache=True,
+            **{keyword: cache},
+        )
+    return Decoded(tokens=tokens[:, :steps], logprobs=logprobs[:, :steps], cache=cache)
+
+
+def draw(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token per row from ``logits`` (``(rows, vocab)``), with its log-prob under the
+    tempered distribution (what the trainer recomputes); greedy when ``temperature`` is 0.
+
+    ``top_k`` (0: off) and ``top_p`` (1: off) narrow what may be drawn, as transformers'
+    warpers of the same names do, applied in ``generate``'s order.
+    """
+    scores = logits.float()
+    if temperature <= 0:
+        token = scores.argmax(-1)
+        return token, torch.log_softmax(scores, -1).gather(1, token[:, None])[:, 0]
+    scores = scores / temperature
+    full = torch.log_softmax(scores, -1)
+    if top_k > 0 or top_p < 1.0:
+        from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+        if top_k > 0:
+            scores = TopKLogitsWarper(top_k=top_k)(None, scores)
+        if top_p < 1.0:
+            scores = TopPLogitsWarper(top_p=top_p)(None, scores)
+        weights = torch.softmax(scores, -1)
+    else:
+        weights = full.exp()
+    cumulative = weights.cumsum(-1)
+    total = cumulative[:, -1:]
+    uniform = torch.rand((logits.shape[0], 1), generator=generator, device=logits.device)
+    # right=True: the first entry whose cumulative weight exceeds the draw, so an entry of
+    # weight 0 is never chosen; the clamp keeps a draw rounded up to the total in range.
+    target = torch.minimum(uniform * total, torch.nextafter(total, torch.zeros_like(total)))
+    token = torch.searchsorted(cumulative, target, right=True)[:, 0]
+    return token, full.gather(1, token[:, None])[:, 0]
+
+
+def _cache_keyword(lm: Any) -> str:
+    """The name the model's forward takes its cache by: ``cache`` (transformers 5) or
+    ``past_key_values`` (older models and releases)."""
+    return "cache" if "cache" in _forward_parameters(lm) else "past_key_values"
+
+
+def _keeps_last_logits(lm: Any) -> bool:
+    return "logits_to_keep" in _forward_parameters(lm)
+
+
+def _forward_parameters(lm: Any) -> set[str]:
+    return set(inspect.signature(lm.forward).parameters)
+
+
+def _returned_cache(out: Any, keyword: str) -> Any:
+    cache = getattr(out, keyword, None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
