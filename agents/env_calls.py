@@ -44,8 +44,8 @@ class EnvCalls:
     time out in turn) the pool is replaced: the old one finishes what it holds and exits.
 
     A pool whose calls all finished is kept for the next ``EnvCalls`` of its size (a
-    trainer makes one per step): starting a pool's threads again cost about 12 ms of a
-    0.15 s single-turn step (``benchmarks/trainer_step.py``, 32 episodes).
+    trainer makes one per step): starting its threads again cost about 3 ms of a 0.095 s
+    single-turn step (``benchmarks/trainer_step.py``, 32 episodes).
     """
 
     def __init__(self, workers: int) -> None:

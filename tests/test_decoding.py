@@ -7,6 +7,7 @@ entries of weight 0); stops, seeds and the returned cache are checked on their o
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -176,3 +177,56 @@ def test_greedy_picks_the_arg_max() -> None:
     tokens, logprobs = draw(logits, 0.0, 0, 1.0, torch.Generator())
     assert tokens.tolist() == [1, 0]
     assert torch.allclose(logprobs, torch.log_softmax(logits, -1).gather(1, tokens[:, None])[:, 0])
+
+
+def test_the_prepared_step_mask_is_the_model_s_own_and_changes_nothing(
+    tiny_lm: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rounds.models import decoding
+
+    lm, _ = tiny_lm
+    ids, mask = left_padded([9, 23, 16, 4])
+    used: list[bool] = []
+    prepare = decoding._prepared_mask
+
+    def spy(*args: Any) -> Any:
+        prepared = prepare(*args)
+        used.append(prepared is not None)
+        return prepared
+
+    monkeypatch.setattr(decoding, "_prepared_mask", spy)
+    with_prepared = run(lm, ids, mask, temperature=1.0)
+    assert used == [True]  # padded rows under SDPA: the model's mask is a boolean one
+    monkeypatch.setattr(decoding, "_prepared_mask", lambda *args: None)
+    with_2d = run(lm, ids, mask, temperature=1.0)
+    assert torch.equal(with_prepared.tokens, with_2d.tokens)
+    assert torch.allclose(with_prepared.logprobs, with_2d.logprobs, atol=1e-6)
+
+
+def test_repeated_prompts_are_prefilled_once(
+    tiny_lm: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rounds.models import decoding
+
+    lm, _ = tiny_lm
+    distinct, distinct_mask = left_padded([9, 23, 16])
+    order = torch.tensor([2, 0, 0, 1, 2, 2, 1, 0])  # a group's copies, interleaved
+    ids, mask = distinct[order], distinct_mask[order]
+    batches: list[int] = []
+    forward = lm.forward
+
+    @functools.wraps(forward)
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        batches.append(kwargs["input_ids"].shape[0])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(lm, "forward", spy)
+    shared = run(lm, ids, mask, temperature=1.0)
+    assert batches[0] == 3 and set(batches[1:]) == {8}  # one prefill row per prompt
+    monkeypatch.setattr(decoding, "_distinct_rows", lambda *args: (None, None))
+    batches.clear()
+    each = run(lm, ids, mask, temperature=1.0)
+    assert batches[0] == 8
+    assert torch.equal(shared.tokens, each.tokens)
+    assert torch.allclose(shared.logprobs, each.logprobs, atol=1e-5)
+    assert len({tuple(row) for row in shared.tokens.tolist()}) > 3  # the copies sample apart

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from rounds.models.reserved_cache import reserve
+from rounds.models.reserved_cache import is_plain, reserve
 
 
 @dataclass
@@ -78,15 +78,34 @@ def decode(
     inputs: dict[str, Any] = {keyword: cache} if cache is not None else {}
     if _keeps_last_logits(lm):
         inputs["logits_to_keep"] = 1
-    out = lm(
-        input_ids=input_ids[:, held:],
-        attention_mask=attention_mask,
-        position_ids=positions[:, held:],
-        use_cache=True,
-        **inputs,
-    )
-    cache = _returned_cache(out, keyword)
-    reserve(cache, max_new_tokens)
+    first, copies = _distinct_rows(input_ids, attention_mask) if cache is None else (None, None)
+    if first is not None and copies is not None:
+        # A group's episodes share their first prompt: run each distinct row once.
+        out = lm(
+            input_ids=input_ids[first],
+            attention_mask=attention_mask[first],
+            position_ids=positions[first],
+            use_cache=True,
+            **inputs,
+        )
+        cache = _returned_cache(out, keyword)
+        if is_plain(cache):
+            reserve(cache, max_new_tokens, rows=copies)
+            logits = out.logits[:, -1].index_select(0, copies)
+        else:  # a cache whose rows cannot be copied: run every row after all
+            first = None
+    if first is None:
+        out = lm(
+            input_ids=input_ids[:, held:],
+            attention_mask=attention_mask,
+            position_ids=positions[:, held:],
+            use_cache=True,
+            **inputs,
+        )
+        cache = _returned_cache(out, keyword)
+        reserve(cache, max_new_tokens)
+        logits = out.logits[:, -1]
+    prepared: torch.Tensor | None = None
     tokens = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logprobs = torch.zeros((rows, max_new_tokens), dtype=torch.float, device=device)
     stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=device)
@@ -94,7 +113,7 @@ def decode(
     position = positions[:, -1:]
     steps = 0
     for step in range(max_new_tokens):
-        token, logprob = draw(out.logits[:, -1], temperature, top_k, top_p, generator)
+        token, logprob = draw(logits, temperature, top_k, top_p, generator)
         tokens[:, step] = token.masked_fill(done, pad_id)
         logprobs[:, step] = logprob.masked_fill(done, 0.0)
         done |= torch.isin(token, stops)
@@ -104,13 +123,18 @@ def decode(
         if max_time is not None and time.perf_counter() - started > max_time:
             break
         position = position + 1
+        if step == 0:
+            prepared = _prepared_mask(lm, mask, width + 1, cache, position)
         out = lm(
             input_ids=tokens[:, step : step + 1],
-            attention_mask=mask[:, : width + steps],
+            attention_mask=(
+                prepared[..., : width + steps] if prepared is not None else mask[:, : width + steps]
+            ),
             position_ids=position,
             use_cache=True,
             **{keyword: cache},
         )
+        logits = out.logits[:, -1]
     return Decoded(tokens=tokens[:, :steps], logprobs=logprobs[:, :steps], cache=cache)
 
 
@@ -151,6 +175,59 @@ def draw(
     target = torch.minimum(uniform * total, torch.nextafter(total, torch.zeros_like(total)))
     token = torch.searchsorted(cumulative, target, right=True)[:, 0]
     return token, full.gather(1, token[:, None])[:, 0]
+
+
+def _prepared_mask(
+    lm: Any, mask: torch.Tensor, length: int, cache: Any, position: torch.Tensor
+) -> torch.Tensor | None:
+    """The decoding steps' attention mask in the 4-D form the model builds from the 2-D one
+    (``[rows, 1, 1, keys]``, True where a key is attended), for all steps at once; the
+    model takes a prepared mask as it is, so no step builds its own.
+
+    Used only where it is exactly what the model would build: the model's own mask for the
+    first step is made and compared, and any difference (another attention kernel's
+    format, sliding windows, an older transformers) leaves the steps with the 2-D mask.
+    """
+    if not is_plain(cache):
+        return None
+    try:
+        from transformers.masking_utils import create_causal_mask
+
+        config = lm.config
+        embeds = torch.empty((mask.shape[0], 1, config.hidden_size), dtype=lm.dtype)
+        built = create_causal_mask(
+            config=config,
+            inputs_embeds=embeds.to(mask.device),
+            attention_mask=mask[:, :length],
+            cache=cache,
+            position_ids=position,
+        )
+    except (TypeError, AttributeError, ValueError):
+        return None
+    prepared = mask[:, None, None, :].bool()
+    if not isinstance(built, torch.Tensor) or built.dtype != torch.bool:
+        return None
+    if built.shape != prepared[..., :length].shape or not torch.equal(
+        built, prepared[..., :length]
+    ):
+        return None
+    return prepared
+
+
+def _distinct_rows(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """When rows repeat: the index of each distinct row's first copy, and for every row the
+    position of its distinct row among those; (None, None) when all rows differ."""
+    rows = input_ids.shape[0]
+    keys = torch.cat([input_ids, attention_mask.to(input_ids.dtype)], dim=1)
+    distinct, copies = torch.unique(keys, dim=0, return_inverse=True)
+    if distinct.shape[0] == rows:
+        return None, None
+    order = torch.arange(rows, device=input_ids.device)
+    first = torch.full((distinct.shape[0],), rows, dtype=torch.long, device=input_ids.device)
+    first = first.scatter_reduce(0, copies, order, reduce="amin")
+    return first, copies
 
 
 def _cache_keyword(lm: Any) -> str:

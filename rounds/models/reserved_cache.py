@@ -52,23 +52,42 @@ class ReservedLayer(DynamicLayer):
         return self._keys[:, :, :end], self._values[:, :, :end]
 
     @classmethod
-    def around(cls, layer: DynamicLayer, room: int) -> ReservedLayer:
-        """A reserved layer holding ``layer``'s keys and values, with ``room`` more columns."""
+    def around(
+        cls, layer: DynamicLayer, room: int, rows: torch.Tensor | None = None
+    ) -> ReservedLayer:
+        """A reserved layer holding ``layer``'s keys and values, with ``room`` more columns;
+        with ``rows``, its batch rows in that order (a row may be repeated)."""
         keys, values = layer.keys, layer.values
         assert keys is not None and values is not None
         length = keys.shape[2]
         buffers = []
         for held in (keys, values):
+            if rows is not None:
+                held = held.index_select(0, rows)
             buffer = held.new_empty((held.shape[0], held.shape[1], length + room, held.shape[3]))
             buffer[:, :, :length] = held
             buffers.append(buffer)
         return cls(buffers[0], buffers[1], length)
 
 
-def reserve(cache: Any, room: int) -> None:
+def is_plain(cache: Any) -> bool:
+    """Whether every layer of ``cache`` is a filled full-attention layer (``DynamicLayer`` or
+    :class:`ReservedLayer`; no sliding windows, linear attention or shared layers), whose
+    rows and columns can be copied and rearranged freely."""
+    layers: list[Any] = getattr(cache, "layers", None) or []
+    return bool(layers) and all(
+        type(layer) in (DynamicLayer, ReservedLayer)
+        and layer.is_initialized
+        and layer.keys is not None
+        for layer in layers
+    )
+
+
+def reserve(cache: Any, room: int, rows: torch.Tensor | None = None) -> None:
     """Give each plain full-attention layer of ``cache`` room for ``room`` more columns, in
-    place; other layers (sliding windows, linear attention) keep their own kind."""
+    place; other layers (sliding windows, linear attention) keep their own kind. ``rows``
+    (only for a cache that :func:`is_plain`) rearranges the batch as it copies."""
     layers = getattr(cache, "layers", None) or []
     for i, layer in enumerate(layers):
         if type(layer) is DynamicLayer and layer.is_initialized and layer.keys is not None:
-            layers[i] = ReservedLayer.around(layer, room)
+            layers[i] = ReservedLayer.around(layer, room, rows)
