@@ -540,3 +540,14 @@ def test_single_step_variant_scores_one_move() -> None:
         "diagnosis: gout" if base.patient.case.diagnosis != "gout" else "diagnosis: migraine"
     )
     assert info["metrics"]["diagnosis_correct"] == 0.0
+
+
+def test_envs_share_their_matchers_by_setting() -> None:
+    """Building the matchers is most of a DiagGym-v0 construction; every env of a process
+    shares them (they only read their tables), one diagnosis matcher per setting."""
+    first, second = DiagGymEnv(), DiagGymEnv()
+    broader = DiagGymEnv(accept_broader=True)
+    assert first.exam_matcher is second.exam_matcher is broader.exam_matcher
+    assert first.diagnosis_matcher is second.diagnosis_matcher
+    assert broader.diagnosis_matcher is not first.diagnosis_matcher
+    assert broader.diagnosis_matcher.accept_broader and not first.diagnosis_matcher.accept_broader

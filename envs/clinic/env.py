@@ -10,9 +10,9 @@ import numpy as np
 
 from rounds.actions import InvalidAction, excerpt
 from rounds.envs.clinic.cases import CaseRecord, stable_seed
-from rounds.envs.clinic.exam_names import ExamMatcher, ExamNameTable
+from rounds.envs.clinic.exam_names import ExamNameTable, shared_exam_matcher
 from rounds.envs.clinic.knowledge import load_knowledge
-from rounds.envs.clinic.matching import DiagnosisMatcher, normalise
+from rounds.envs.clinic.matching import normalise, shared_diagnosis_matcher
 from rounds.envs.clinic.parsing import FORMAT_HELP, ClinicAction, parse_action
 from rounds.envs.clinic.posterior import Posterior
 from rounds.envs.clinic.sources import make_source, restrict_source
@@ -256,8 +256,8 @@ class DiagGymEnv(TextEnv):
         self.move: str | None = None
         """Single-step: ``"hit"``, ``"miss"`` or ``"diagnosis"`` once the agent moved."""
         self.list_exams = list_exams
-        self.exam_matcher = ExamMatcher(self.kb)
-        self.diagnosis_matcher = DiagnosisMatcher(self.kb, accept_broader=accept_broader)
+        self.exam_matcher = shared_exam_matcher(self.kb)
+        self.diagnosis_matcher = shared_diagnosis_matcher(self.kb, accept_broader=accept_broader)
         self.source = make_source(self.kb, str(cases))
         if diagnoses is not None:
             self.source = restrict_source(self.source, set(self.candidates), self.diagnosis_matcher)

@@ -15,6 +15,7 @@ synonyms, so they resolve exactly.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -197,3 +198,10 @@ class ExamMatcher:
                 yield from halves
             else:
                 yield part
+
+
+@functools.cache
+def shared_exam_matcher(kb: KnowledgeBase) -> ExamMatcher:
+    """One :class:`ExamMatcher` per catalogue, shared by every env of the process (building
+    one canonicalises every exam name and synonym: about 4 ms; it is read-only after)."""
+    return ExamMatcher(kb)

@@ -51,6 +51,7 @@ Klebsiella" for "Klebsiella liver abscess").
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -621,3 +622,14 @@ class DiagnosisMatcher:
         if cues & set(rest):
             return False
         return not self._conflict(rest, self._qualifiers([list(truth_head)]), set(truth_head))
+
+
+@functools.cache
+def shared_diagnosis_matcher(
+    kb: KnowledgeBase, *, accept_broader: bool = False
+) -> DiagnosisMatcher:
+    """One :class:`DiagnosisMatcher` per catalogue and setting, shared by every env of the
+    process: building one reads every disease name for its qualifiers (about 19 ms, most of
+    a DiagGym-v0 construction), and a matcher only reads its tables after that (its
+    spelling-correction memo is a bounded cache of a pure function)."""
+    return DiagnosisMatcher(kb, accept_broader=accept_broader)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
 
 from rounds.envs.clinic.knowledge import FindingFeature, KnowledgeBase
-from rounds.envs.clinic.matching import DiagnosisMatcher
+from rounds.envs.clinic.matching import shared_diagnosis_matcher
 from rounds.envs.patient.cases import PatientCase
 from rounds.envs.patient.lay import LayTable
 from rounds.envs.patient.retrieval import BM25Index
@@ -72,17 +71,12 @@ def knowledge_value(kb: KnowledgeBase, case: PatientCase) -> AdditiveValue:
     return AdditiveValue(base, contributions, gold)
 
 
-@functools.cache
-def _matcher(kb: KnowledgeBase) -> DiagnosisMatcher:
-    return DiagnosisMatcher(kb)
-
-
 def option_document(kb: KnowledgeBase, lay: LayTable, option: str) -> str:
     """An option's text, expanded with its knowledge-base aliases and typical findings when it names one.
 
     Typical: a symptom, history item or exam finding the diagnosis has with probability 0.4 or more.
     """
-    resolved = _matcher(kb).resolve(option)
+    resolved = shared_diagnosis_matcher(kb).resolve(option)
     if len(resolved) != 1:
         return option
     disease = kb.disease(resolved[0])
