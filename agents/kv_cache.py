@@ -44,7 +44,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from rounds.models.reserved_cache import ReservedLayer
+from rounds.models.caches import ReservedLayer
 
 
 @dataclass

@@ -15,8 +15,8 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from rounds.models import load_model_and_tokenizer
+from rounds.models.caches import ReservedLayer
 from rounds.models.decoding import decode, draw
-from rounds.models.reserved_cache import ReservedLayer
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from rounds.agents.hf import KV_CACHE_KEY, HFAgent
 from rounds.agents.kv_cache import plain_layers
 from rounds.agents.loop import EpisodeSpec, Rollout, run_episodes
 from rounds.models import load_model_and_tokenizer
-from rounds.models.reserved_cache import ReservedLayer
+from rounds.models.caches import ReservedLayer
 from rounds.text_env import EpisodeEnd, StepResult, TextEnv
 
 #: Turns per task: episodes of different lengths in one batch (the short ones end early).

@@ -332,3 +332,77 @@ def test_the_warm_start_loss_is_the_reply_tokens_mean_nll(tmp_path: Path) -> Non
         seed=0,
     )
     assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def grouped_episodes(vocab: int, *, seed: int = 0) -> list[TrainSequence]:
+    """GRPO-shaped sequences: three prompts, each opening several episodes whose replies
+    (and, in some, a later observation and reply) differ in content and length."""
+    generator = torch.Generator().manual_seed(seed)
+    sequences = []
+    for prompt_length, group in ((11, 4), (7, 3), (15, 2)):
+        prompt = torch.randint(3, vocab, (prompt_length,), generator=generator).tolist()
+        for member in range(group):
+            turns = [(5 + member, 1)] + ([(3, 0), (4 + member, 1)] if member % 2 else [])
+            ids, mask = list(prompt), [0] * prompt_length
+            for length, trained in turns:
+                ids += torch.randint(3, vocab, (length,), generator=generator).tolist()
+                mask += [trained] * length
+            count = len(ids)
+            old = (-torch.rand(count, generator=generator) * 8).tolist()
+            advantages = (torch.randn(count, generator=generator) * torch.tensor(mask)).tolist()
+            sequences.append(TrainSequence(ids, mask, old, advantages, [0] * count))
+    return sequences
+
+
+def test_shared_prompts_run_once_with_the_same_values_and_gradients(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trainer = make_trainer(tmp_path)
+    model = trainer.policy
+    decoder, _ = decoder_and_head(model) or (None, None)
+    sequences = grouped_episodes(model.config.vocab_size)
+    batch = collate(sequences, pad_id=int(trainer.tokenizer.pad_token_id), device="cpu")
+    targets = batch["targets"]
+    rows_run: list[tuple[int, int]] = []
+    hook = decoder.register_forward_pre_hook(
+        lambda _m, args, kwargs: rows_run.append(tuple(kwargs["input_ids"].shape)),
+        with_kwargs=True,
+    )
+
+    def objective() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        chosen, _ = token_logprobs(
+            model, batch["input_ids"], batch["attention_mask"], targets, 0.7, entropy=True
+        )
+        (chosen * torch.linspace(-1, 1, chosen.shape[0])).sum().backward()
+        return chosen.detach(), gradients(model)
+
+    try:
+        shared, shared_grads = objective()
+        assert [r for r, _ in rows_run] == [3, 9]  # three distinct prompts, then nine rows
+        assert rows_run[1][1] < batch["input_ids"].shape[1]  # the rows ran without them
+        monkeypatch.setattr(loss_module, "shared_prefix_hidden", lambda *args: None)
+        rows_run.clear()
+        whole, whole_grads = objective()
+        assert [r for r, _ in rows_run] == [9]
+    finally:
+        hook.remove()
+    torch.testing.assert_close(shared, whole, rtol=1e-5, atol=1e-5)
+    assert shared_grads.keys() == whole_grads.keys()
+    for name, grad in whole_grads.items():
+        torch.testing.assert_close(shared_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_rows_that_share_no_prompt_run_whole(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path)
+    decoder, _ = decoder_and_head(trainer.policy) or (None, None)
+    batch = collate(
+        episodes(trainer.policy.config.vocab_size)[:5],  # all prompts differ
+        pad_id=int(trainer.tokenizer.pad_token_id),
+        device="cpu",
+    )
+    assert (
+        loss_module.shared_prefix_hidden(
+            decoder, batch["input_ids"], batch["attention_mask"], batch["targets"]
+        )
+        is None
+    )

@@ -41,6 +41,11 @@ def decoder_and_head(model: Any) -> tuple[Any, Any] | None:
     return decoder, head
 
 
+#: Rows' repeated prompt tokens must be at least 1/4 of the batch's tokens for
+#: :func:`shared_prefix_hidden` to run them once (single-turn GRPO groups of 8: ~45%).
+SHARED_PREFIX_MIN_SHARE_INVERSE = 4
+
+
 def right_padded(attention_mask: torch.Tensor) -> bool:
     """Whether every row of ``attention_mask`` is ones then zeros (padding only at the end)."""
     return bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
@@ -80,17 +85,23 @@ def token_logprobs(
     # In a causal LM no real token sees a later position, so right padding needs no mask:
     # without one, attention takes its causal kernel (no (T, T) mask is built), and the real
     # tokens' values are the same (pad positions differ, and are never targets).
-    mask = None if right_padded(attention_mask) else attention_mask
+    plain = right_padded(attention_mask)
+    mask = None if plain else attention_mask
     with shape_stable_attention():  # each step's lengths are new (rounds.models.attention)
         if parts is None:
             logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1]
             chosen_logits = logits[before]
         else:
             decoder, head = parts
-            hidden = decoder(
-                input_ids=input_ids, attention_mask=mask, use_cache=False
-            ).last_hidden_state
-            chosen_logits = head(hidden[:, :-1][before])
+            shared = (
+                shared_prefix_hidden(decoder, input_ids, attention_mask, targets) if plain else None
+            )
+            if shared is None:
+                hidden = decoder(
+                    input_ids=input_ids, attention_mask=mask, use_cache=False
+                ).last_hidden_state
+                shared = hidden[:, :-1][before]
+            chosen_logits = head(shared)
     log_probs = torch.log_softmax(chosen_logits.float() / temperature, dim=-1)
     chosen = log_probs.gather(-1, input_ids[:, 1:][before][:, None]).squeeze(-1)
     if not entropy:
@@ -99,6 +110,94 @@ def token_logprobs(
         return chosen, -(log_probs.exp() * log_probs).sum(-1)
     with torch.no_grad():
         return chosen, -(log_probs.exp() * log_probs).sum(-1)
+
+
+def shared_prefix_hidden(
+    decoder: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor | None:
+    """The decoder's hidden states before each marked token (``hidden[:, :-1][targets[:, 1:]]``),
+    with each prompt that several rows share run once; None when no row shares one.
+
+    A GRPO group's episodes start from one prompt (the system prompt, the tools, the first
+    observation), and every row of the update would run it again. Here each row's prefix
+    up to the position before its first marked token's predecessor is run once per distinct
+    prefix (left-padded into one batch, with the cache kept), each row's copy of those keys
+    and values is taken from the cache, and the rows' remaining tokens run on top of it.
+    The values and their gradients are those of the whole rows (tested); the saving is the
+    repeated prompts' share of the batch's tokens. Needs right-padded rows (the trainer's
+    batches) and a model that returns a plain full-attention cache in training (not with
+    gradient checkpointing, not a sliding window).
+    """
+    from transformers import DynamicCache
+
+    from rounds.models.caches import cache_keyword, is_plain, returned_cache
+
+    if getattr(decoder, "gradient_checkpointing", False):
+        return None
+    rows, width = input_ids.shape
+    lengths = attention_mask.sum(1).tolist()
+    firsts = targets.int().argmax(1).tolist()  # each row's first marked position
+    prefixes: dict[tuple[int, ...], int] = {}
+    group: list[int] = []
+    cut: list[int] = []
+    for row in range(rows):
+        if not targets[row].any():
+            return None
+        keep = max(0, firsts[row] - 1)  # the first marked token needs the hidden state before it
+        key = tuple(input_ids[row, :keep].tolist())
+        group.append(prefixes.setdefault(key, len(prefixes)))
+        cut.append(keep)
+    # Worth a second pass only when the repeats are a good share of the work: the rest runs
+    # with a mask, not the causal kernel, and a small share saves less than that costs.
+    repeated = sum(cut) - sum(len(prefix) for prefix in prefixes)
+    if repeated * SHARED_PREFIX_MIN_SHARE_INVERSE < sum(lengths):
+        return None
+    # Prefixes left-padded into one batch; their keys and values become every row's cache.
+    distinct = list(prefixes)
+    span = max(len(p) for p in distinct)
+    device = input_ids.device
+    prefix_ids = torch.zeros((len(distinct), span), dtype=input_ids.dtype, device=device)
+    prefix_mask = torch.zeros((len(distinct), span), dtype=attention_mask.dtype, device=device)
+    for i, prefix in enumerate(distinct):
+        if prefix:
+            prefix_ids[i, span - len(prefix) :] = torch.tensor(prefix, dtype=input_ids.dtype)
+            prefix_mask[i, span - len(prefix) :] = 1
+    keyword = cache_keyword(decoder)
+    out = decoder(
+        input_ids=prefix_ids,
+        attention_mask=prefix_mask,
+        position_ids=(prefix_mask.long().cumsum(1) - 1).clamp(min=0),
+        use_cache=True,
+    )
+    cache = returned_cache(out, keyword)
+    if not is_plain(cache):
+        return None
+    index = torch.tensor(group, device=device)
+    copies = DynamicCache()
+    for layer, held in enumerate(cache.layers):
+        copies.update(held.keys.index_select(0, index), held.values.index_select(0, index), layer)
+    # Each row's rest, right-padded, at the positions it has in its own row.
+    rest = max(length - keep for length, keep in zip(lengths, cut, strict=True))
+    rest_ids = torch.zeros((rows, rest), dtype=input_ids.dtype, device=device)
+    rest_mask = torch.zeros((rows, rest), dtype=attention_mask.dtype, device=device)
+    before = torch.zeros((rows, rest), dtype=torch.bool, device=device)
+    for row, (length, keep) in enumerate(zip(lengths, cut, strict=True)):
+        rest_ids[row, : length - keep] = input_ids[row, keep:length]
+        rest_mask[row, : length - keep] = 1
+        # Token i (i > keep) is predicted at position i - 1, the rest's column i - 1 - keep
+        # (marked tokens lie within the row's length, so within the rest's width).
+        shown = min(rest, width - 1 - keep)
+        before[row, :shown] = targets[row, keep + 1 : keep + 1 + shown]
+    positions = torch.tensor(cut, device=device)[:, None] + torch.arange(rest, device=device)
+    hidden = decoder(
+        input_ids=rest_ids,
+        attention_mask=torch.cat([prefix_mask.index_select(0, index), rest_mask], dim=1),
+        position_ids=positions,
+        use_cache=True,
+        **{keyword: copies},
+    ).last_hidden_state
+    chosen: torch.Tensor = hidden[before]
+    return chosen
 
 
 def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ generality at each step (logits processors and stopping criteria, input preparat
 cache that grows by concatenation). This loop keeps what a rollout needs: the model's own
 forward (so every architecture computes exactly as it does in ``generate``), position ids
 from the attention mask's running sum (as ``generate`` makes them for left-padded rows),
-a cache with room reserved for the reply (:mod:`rounds.models.reserved_cache`), and the
+a cache with room reserved for the reply (:mod:`rounds.models.caches`), and the
 prompt's logits kept for its last position only.
 
 Tokens are drawn by inverting each row's cumulative distribution with one uniform number
@@ -22,14 +22,19 @@ tokens, the embedded model on CPU): 0.064 s against ``generate``'s 0.095 s.
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from rounds.models.reserved_cache import is_plain, reserve
+from rounds.models.caches import (
+    cache_keyword,
+    forward_parameters,
+    is_plain,
+    reserve,
+    returned_cache,
+)
 
 
 @dataclass
@@ -74,7 +79,7 @@ def decode(
     held = cache.get_seq_length() if cache is not None else 0
     mask = attention_mask.new_ones((rows, width + max_new_tokens))
     mask[:, :width] = attention_mask
-    keyword = _cache_keyword(lm)
+    keyword = cache_keyword(lm)
     inputs: dict[str, Any] = {keyword: cache} if cache is not None else {}
     if _keeps_last_logits(lm):
         inputs["logits_to_keep"] = 1
@@ -88,7 +93,7 @@ def decode(
             use_cache=True,
             **inputs,
         )
-        cache = _returned_cache(out, keyword)
+        cache = returned_cache(out, keyword)
         if is_plain(cache):
             reserve(cache, max_new_tokens, rows=copies)
             logits = out.logits[:, -1].index_select(0, copies)
@@ -102,7 +107,7 @@ def decode(
             use_cache=True,
             **inputs,
         )
-        cache = _returned_cache(out, keyword)
+        cache = returned_cache(out, keyword)
         reserve(cache, max_new_tokens)
         logits = out.logits[:, -1]
     prepared: torch.Tensor | None = None
@@ -230,20 +235,5 @@ def _distinct_rows(
     return first, copies
 
 
-def _cache_keyword(lm: Any) -> str:
-    """The name the model's forward takes its cache by: ``cache`` (transformers 5) or
-    ``past_key_values`` (older models and releases)."""
-    return "cache" if "cache" in _forward_parameters(lm) else "past_key_values"
-
-
 def _keeps_last_logits(lm: Any) -> bool:
-    return "logits_to_keep" in _forward_parameters(lm)
-
-
-def _forward_parameters(lm: Any) -> set[str]:
-    return set(inspect.signature(lm.forward).parameters)
-
-
-def _returned_cache(out: Any, keyword: str) -> Any:
-    cache = getattr(out, keyword, None)
-    return cache if cache is not None else getattr(out, "past_key_values", None)
+    return "logits_to_keep" in forward_parameters(lm)

@@ -1,4 +1,5 @@
-"""KV-cache layers with room reserved for the tokens still to come.
+"""KV caches: layers with room reserved for the tokens still to come, and how a model's
+forward takes and returns its cache (the name changed in transformers 5).
 
 transformers' ``DynamicLayer`` grows by concatenation: every decoding step copies the
 whole layer to append one column, so a reply's cost grows with the square of the
@@ -9,6 +10,7 @@ step, 2.6 ms a ``cat``). A :class:`ReservedLayer` writes each step's keys in pla
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -91,3 +93,19 @@ def reserve(cache: Any, room: int, rows: torch.Tensor | None = None) -> None:
     for i, layer in enumerate(layers):
         if type(layer) is DynamicLayer and layer.is_initialized and layer.keys is not None:
             layers[i] = ReservedLayer.around(layer, room, rows)
+
+
+def cache_keyword(module: Any) -> str:
+    """The name a model's (or decoder's) forward takes its cache by: ``cache``
+    (transformers 5) or ``past_key_values`` (older models and releases)."""
+    return "cache" if "cache" in forward_parameters(module) else "past_key_values"
+
+
+def returned_cache(out: Any, keyword: str) -> Any:
+    """The cache a forward's output carries, under ``keyword`` or the older name."""
+    cache = getattr(out, keyword, None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
+def forward_parameters(module: Any) -> set[str]:
+    return set(inspect.signature(module.forward).parameters)
