@@ -18,7 +18,7 @@ from rounds.agents.kv_cache import (
 )
 from rounds.agents.openai_agent import remember_screenshot
 from rounds.agents.tokens import ConversationTokens, over_budget
-from rounds.models.sampling import sample
+from rounds.models.sampling import SamplingSettings, sample
 
 #: Where an episode's :class:`EpisodeCache` lives between turns (``chat.state``, which the
 #: chat loop drops when the episode ends).
@@ -190,16 +190,19 @@ class HFAgent(BaseAgent):
             vision["mm_token_type_ids"] = (input_ids == self.tokens.image_token_id).int()
         seed = self.seed * 1_000_003 + self._calls
         self._calls += 1
-        drawn = sample(
-            self.lm,
-            input_ids,
-            attention,
+        settings = SamplingSettings(
             max_new_tokens=self.max_new_tokens,
             temperature=self.temperature,
             top_p=self.top_p,
             top_k=self.top_k,
-            stop_ids=self.stop_ids,
+            stop_ids=tuple(self.stop_ids),
             pad_id=pad,
+        )
+        drawn = sample(
+            self.lm,
+            input_ids,
+            attention,
+            settings,
             seed=seed,
             max_time=self.timeout_s,
             cache=cache,

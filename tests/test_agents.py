@@ -101,8 +101,10 @@ def test_hf_episode_token_sequence_is_exactly_what_was_sampled(
     agent = HFAgent("tiny", max_new_tokens=12, seed=0)
     calls: list[tuple[list[int], list[int]]] = []  # (the unpadded prompt, the sampled tokens)
 
-    def recording_decode(lm: Any, input_ids: Any, attention_mask: Any, **kwargs: Any) -> Any:
-        out = decode(lm, input_ids, attention_mask, **kwargs)
+    def recording_decode(
+        lm: Any, input_ids: Any, attention_mask: Any, settings: Any, **kwargs: Any
+    ) -> Any:
+        out = decode(lm, input_ids, attention_mask, settings, **kwargs)
         for row in range(input_ids.shape[0]):
             fed = input_ids[row][attention_mask[row].bool()].tolist()
             calls.append((fed, out.tokens[row].tolist()))

@@ -16,7 +16,7 @@ from transformers.cache_utils import DynamicLayer
 
 from rounds.models import load_model_and_tokenizer
 from rounds.models.caches import ReservedLayer
-from rounds.models.decoding import decode, draw
+from rounds.models.decoding import SamplingSettings, decode, draw
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +37,15 @@ def left_padded(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.
     return ids, mask
 
 
-def run(lm: Any, ids: torch.Tensor, mask: torch.Tensor, **kwargs: Any) -> Any:
-    settings: dict[str, Any] = {
-        "max_new_tokens": 10,
-        "temperature": 0.0,
-        "top_p": 1.0,
-        "top_k": 0,
-        "stop_ids": [10**6],
-        "pad_id": 0,
-        "generator": torch.Generator().manual_seed(0),
-    }
+def run(
+    lm: Any, ids: torch.Tensor, mask: torch.Tensor, generator: Any = None, **kwargs: Any
+) -> Any:
+    settings = SamplingSettings(
+        **({"max_new_tokens": 10, "temperature": 0.0, "stop_ids": (10**6,)} | kwargs)
+    )
+    generator = generator or torch.Generator().manual_seed(0)
     with torch.no_grad():
-        return decode(lm, ids, mask, **(settings | kwargs))
+        return decode(lm, ids, mask, settings, generator=generator)
 
 
 def test_greedy_decoding_equals_generate_token_for_token(tiny_lm: tuple[Any, Any]) -> None:
@@ -85,7 +82,7 @@ def test_stopped_rows_are_padded_and_the_loop_ends_when_all_stop(
     ids, mask = left_padded([9, 23, 16, 4])
     free = run(lm, ids, mask)
     stop = int(free.tokens[1, 2])  # row 1 stops at step 2; other rows at its first use
-    drawn = run(lm, ids, mask, stop_ids=[stop], pad_id=7)
+    drawn = run(lm, ids, mask, stop_ids=(stop,), pad_id=7)
     for row in range(4):
         sampled = free.tokens[row].tolist()
         end = sampled.index(stop) + 1 if stop in sampled else len(sampled)

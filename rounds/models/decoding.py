@@ -39,6 +39,23 @@ from rounds.models.caches import (
 )
 
 
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How one batch is sampled: the same for every row."""
+
+    max_new_tokens: int
+    temperature: float
+    """0: greedy."""
+    top_p: float = 1.0
+    """1: off."""
+    top_k: int = 0
+    """0: off."""
+    stop_ids: tuple[int, ...] = ()
+    """A row stops at its first of these (it is kept as the row's last token)."""
+    pad_id: int = 0
+    """What fills a row's places after its stop."""
+
+
 @dataclass
 class Decoded:
     """What :func:`decode` drew, per row of its batch."""
@@ -55,25 +72,21 @@ def decode(
     lm: Any,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
+    settings: SamplingSettings,
     *,
-    max_new_tokens: int,
-    temperature: float,
-    top_p: float,
-    top_k: int,
-    stop_ids: list[int],
-    pad_id: int,
     generator: torch.Generator,
     cache: Any = None,
     max_time: float | None = None,
 ) -> Decoded:
-    """Draw up to ``max_new_tokens`` after each left-padded row of ``input_ids``.
+    """Draw up to ``settings.max_new_tokens`` after each left-padded row of ``input_ids``.
 
     ``cache``, when given, holds the keys and values of the first ``cache.get_seq_length()``
     columns of ``input_ids`` (``attention_mask`` covers all of them); the model runs only
-    the rest. Every row stops at its first id in ``stop_ids``; all rows stop when
+    the rest. Every row stops at its first id in ``settings.stop_ids``; all rows stop when
     ``max_time`` seconds have passed. Call it under ``torch.no_grad()``.
     """
     started = time.perf_counter()
+    max_new_tokens, pad_id = settings.max_new_tokens, settings.pad_id
     rows, width = input_ids.shape
     device = input_ids.device
     positions = attention_mask.long().cumsum(-1) - 1
@@ -115,12 +128,14 @@ def decode(
     prepared: torch.Tensor | None = None
     tokens = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logprobs = torch.zeros((rows, max_new_tokens), dtype=torch.float, device=device)
-    stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=device)
+    stops = torch.tensor(sorted(set(settings.stop_ids)), dtype=torch.long, device=device)
     done = torch.zeros(rows, dtype=torch.bool, device=device)
     position = positions[:, -1:]
     steps = 0
     for step in range(max_new_tokens):
-        token, logprob = draw(logits, temperature, top_k, top_p, generator)
+        token, logprob = draw(
+            logits, settings.temperature, settings.top_k, settings.top_p, generator
+        )
         tokens[:, step] = token.masked_fill(done, pad_id)
         logprobs[:, step] = logprob.masked_fill(done, 0.0)
         done |= torch.isin(token, stops)

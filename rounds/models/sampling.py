@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rounds.models.attention import shape_stable_attention
-from rounds.models.decoding import decode
+from rounds.models.decoding import SamplingSettings, decode
+
+__all__ = ["Sampled", "SamplingSettings", "sample"]
 
 if TYPE_CHECKING:
     import torch
@@ -44,21 +46,16 @@ def sample(
     lm: Any,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
+    settings: SamplingSettings,
     *,
-    max_new_tokens: int,
-    temperature: float,
-    top_p: float,
-    top_k: int,
-    stop_ids: list[int],
-    pad_id: int,
     seed: int,
     max_time: float | None = None,
     cache: Any = None,
     **vision_inputs: Any,
 ) -> Sampled:
-    """Sample up to ``max_new_tokens`` after each row of ``input_ids`` (left-padded), greedy
-    when ``temperature`` is 0, seeded by ``seed``. ``cache`` holds the keys and values of the
-    rows' first columns (see :func:`rounds.models.decoding.decode`).
+    """Sample after each row of ``input_ids`` (left-padded) as ``settings`` say, seeded by
+    ``seed``. ``cache`` holds the keys and values of the rows' first columns (see
+    :func:`rounds.models.decoding.decode`).
 
     Text models run :func:`rounds.models.decoding.decode`. With ``vision_inputs`` (pixel
     values, image grids) the call goes through ``generate``, which prepares each
@@ -75,30 +72,14 @@ def sample(
                 lm,
                 input_ids,
                 attention_mask,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                top_k=top_k,
-                stop_ids=stop_ids,
-                pad_id=pad_id,
+                settings,
                 generator=generator,
                 cache=cache,
                 max_time=max_time,
             )
             return Sampled(tokens=drawn.tokens, logprobs=drawn.logprobs, cache=drawn.cache)
         return _generate(
-            lm,
-            input_ids,
-            attention_mask,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k,
-            stop_ids=stop_ids,
-            pad_id=pad_id,
-            seed=seed,
-            max_time=max_time,
-            **vision_inputs,
+            lm, input_ids, attention_mask, settings, seed=seed, max_time=max_time, **vision_inputs
         )
 
 
@@ -106,13 +87,8 @@ def _generate(
     lm: Any,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
+    settings: SamplingSettings,
     *,
-    max_new_tokens: int,
-    temperature: float,
-    top_p: float,
-    top_k: int,
-    stop_ids: list[int],
-    pad_id: int,
     seed: int,
     max_time: float | None,
     **vision_inputs: Any,
@@ -121,6 +97,7 @@ def _generate(
     import torch
     from transformers import GenerationConfig
 
+    temperature = settings.temperature
     greedy = temperature <= 0
     defaults = lm.generation_config
     neutral = GenerationConfig(  # type: ignore[no-untyped-call]  # untyped in transformers
@@ -134,13 +111,13 @@ def _generate(
         out = lm.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=settings.max_new_tokens,
             do_sample=not greedy,
             temperature=None if greedy else temperature,
-            top_p=None if greedy else top_p,
-            top_k=None if greedy else max(top_k, 0),
-            eos_token_id=stop_ids,
-            pad_token_id=pad_id,
+            top_p=None if greedy else settings.top_p,
+            top_k=None if greedy else max(settings.top_k, 0),
+            eos_token_id=list(settings.stop_ids),
+            pad_token_id=settings.pad_id,
             return_dict_in_generate=True,
             output_logits=True,
             max_time=max_time,

@@ -42,7 +42,7 @@ from rounds.models.rollout_protocol import (
     UpdateWeightsFromDistributedRequest,
     UpdateWeightsResponse,
 )
-from rounds.models.sampling import sample
+from rounds.models.sampling import SamplingSettings, sample
 
 
 class GenerationServer:
@@ -134,18 +134,15 @@ class GenerationServer:
             [[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device
         )
         stops = sorted(set(params.stop_token_ids) | {int(self.tokenizer.eos_token_id)})
-        drawn = sample(
-            self.lm,
-            input_ids,
-            attention,
+        settings = SamplingSettings(
             max_new_tokens=params.max_new_tokens,
             temperature=params.temperature,
             top_p=params.top_p,
             top_k=params.top_k,
-            stop_ids=stops,
+            stop_ids=tuple(stops),
             pad_id=pad,
-            seed=seed,
         )
+        drawn = sample(self.lm, input_ids, attention, settings, seed=seed)
         new, logprobs = drawn.tokens, drawn.logprobs
         rows = []
         for row in range(len(prompts)):
