@@ -227,3 +227,24 @@ def test_repeated_prompts_are_prefilled_once(
     assert torch.equal(shared.tokens, each.tokens)
     assert torch.allclose(shared.logprobs, each.logprobs, atol=1e-5)
     assert len({tuple(row) for row in shared.tokens.tolist()}) > 3  # the copies sample apart
+
+
+def test_a_deferred_stop_check_only_adds_padding(
+    tiny_lm: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On accelerators the loop checks for an all-stopped batch every few steps (no wait on
+    the device each step): the steps it runs past the last stop sample only padding."""
+    from rounds.models import decoding
+
+    lm, _ = tiny_lm
+    ids, mask = left_padded([9, 23, 16, 4])
+    free = run(lm, ids, mask, temperature=1.0)
+    stops = tuple(int(free.tokens[row, at]) for row, at in enumerate((1, 4, 2, 3)))
+    every_step = run(lm, ids, mask, temperature=1.0, stop_ids=stops, pad_id=7)
+    steps = every_step.tokens.shape[1]
+    assert steps <= 5  # every row stopped by then
+    monkeypatch.setattr(decoding, "_stop_check_interval", lambda device: 3)
+    deferred = run(lm, ids, mask, temperature=1.0, stop_ids=stops, pad_id=7)
+    assert deferred.tokens.shape[1] == -(-steps // 3) * 3 > steps or steps % 3 == 0
+    assert torch.equal(deferred.tokens[:, :steps], every_step.tokens)
+    assert (deferred.tokens[:, steps:] == 7).all() and (deferred.logprobs[:, steps:] == 0).all()
