@@ -52,13 +52,17 @@ class EnvCalls:
         self.workers = workers
         self._lock = threading.Lock()
         self._pending: set[cf.Future[Any]] = set()
-        self._pool = _idle_pools.take(workers) or self._new()
+        self._pool: cf.ThreadPoolExecutor | None = _idle_pools.take(workers) or self._new()
 
     def _new(self) -> cf.ThreadPoolExecutor:
         return cf.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="rounds-env")
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future[Any]:
+        """Run ``fn(*args)`` in the pool. Raises RuntimeError after :meth:`shutdown` (as a
+        shut-down executor does), so a late caller never uses a pool handed on to another."""
         with self._lock:
+            if self._pool is None:
+                raise RuntimeError("env calls were shut down")
             future = self._pool.submit(fn, *args)
             self._pending = {f for f in self._pending if not f.done()} | {future}
             return future
@@ -66,17 +70,23 @@ class EnvCalls:
     def abandon_hung(self) -> None:
         """Give up on the calls that are past their deadline: start a fresh pool."""
         with self._lock:
+            if self._pool is None:
+                return
             self._pool.shutdown(wait=False)
             self._pool = self._new()
             self._pending = set()
 
     def shutdown(self) -> None:
-        """Cancel what has not started; keep the pool for later if nothing is running."""
+        """Cancel what has not started; keep the pool for later if nothing is running. The
+        pool is let go either way: later calls on this object change nothing."""
         with self._lock:
+            pool, self._pool = self._pool, None
+            if pool is None:
+                return
             if any(not f.done() for f in self._pending):
-                self._pool.shutdown(wait=False, cancel_futures=True)
+                pool.shutdown(wait=False, cancel_futures=True)
             else:
-                _idle_pools.keep(self.workers, self._pool)
+                _idle_pools.keep(self.workers, pool)
 
 
 class _IdlePools:

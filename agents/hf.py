@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -116,6 +117,9 @@ class HFAgent(BaseAgent):
         #: Prompt tokens read from episodes' caches against those the model ran, and why
         #: later turns were prefilled from scratch.
         self.cache_stats = CacheStats()
+        #: Episode caches that are views of the last generation's batched cache (ended
+        #: episodes drop out); see :class:`~rounds.agents.kv_cache.EpisodeCache`.
+        self._views: weakref.WeakSet[EpisodeCache] = weakref.WeakSet()
         self._calls = 0
         #: Wall-clock seconds spent in generation (the trainer reports it apart from env time).
         self.generation_seconds = 0.0
@@ -170,6 +174,11 @@ class HFAgent(BaseAgent):
             self._held_cache(chat, prompt, version, reuse)
             for chat, prompt in zip(chats, prompts, strict=True)
         ]
+        taken = {id(h[0]) for h in held if h is not None}
+        for waiting in list(self._views):  # episodes sitting this round out
+            if id(waiting) not in taken:
+                waiting.own()
+        self._views.clear()
         pad = int(self.tokenizer.pad_token_id)
         batch = layout_batch(
             [ids for ids, _, _ in prompts], held, pad, self.device, self.max_new_tokens
@@ -273,3 +282,4 @@ class HFAgent(BaseAgent):
         )
         for chat, cache in zip(chats, caches, strict=True):
             chat.state[KV_CACHE_KEY] = cache
+            self._views.add(cache)

@@ -47,15 +47,16 @@ from transformers.cache_utils import DynamicLayer
 from rounds.models.caches import ReservedLayer
 
 
-@dataclass
+@dataclass(eq=False)
 class EpisodeCache:
     """The keys and values of the first ``len(tokens)`` tokens of one episode's sequence:
     row ``row``, columns ``columns`` of the batched cache of the generation that made them.
 
     The episode's columns are gathered only when its next turn lays out a batch
     (:func:`layout_batch`), straight into that batch's cache: an episode that ends after
-    the turn costs no copy, and one that goes on costs one. The batched tensors stay
-    alive until every episode of that batch has taken its columns or ended.
+    the turn costs no copy, and one that goes on costs one. An episode that sits a round
+    out (a slow env step) takes its own copy then (:meth:`own`), so the batched tensors
+    of one generation at most are held beyond their round.
     """
 
     tokens: list[int]
@@ -71,6 +72,20 @@ class EpisodeCache:
     @property
     def device(self) -> torch.device:
         return self.source[0][0].device
+
+    def own(self) -> None:
+        """Copy this episode's columns out of the batch's tensors, and let those go."""
+        if self.source[0][0].shape[0] == 1 and len(self.columns) == self.source[0][0].shape[2]:
+            return  # already its own
+        self.source = [
+            (
+                keys[self.row : self.row + 1, :, self.columns],
+                values[self.row : self.row + 1, :, self.columns],
+            )
+            for keys, values in self.source
+        ]
+        self.row = 0
+        self.columns = torch.arange(len(self.columns), device=self.columns.device)
 
     def layer(self, index: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values (``[kv_heads, count, head_dim]``) of the first ``count`` tokens."""
@@ -93,7 +108,7 @@ class CacheStats:
 
 @dataclass
 class CachedBatch:
-    """The inputs of one ``generate`` call over episodes that may hold caches."""
+    """The inputs of one sampling call over episodes that may hold caches."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor

@@ -792,3 +792,25 @@ def test_vllm_agent_on_gpu() -> None:
     rollout = run(agent, "rounds/DiagGym-v0", 2)[0]
     action = rollout.actions[0]
     assert action.token_ids and len(action.logprobs) == len(action.token_ids)
+
+
+def test_env_call_pools_are_reused_but_never_shared() -> None:
+    """A finished pool is kept for the next EnvCalls of its size; the one that let it go can
+    neither submit to it nor shut it down (a late caller after a run was closed)."""
+    from rounds.agents.env_calls import EnvCalls
+
+    first = EnvCalls(3)
+    assert first.submit(lambda: 1).result() == 1
+    first.shutdown()
+    second = EnvCalls(3)
+    with pytest.raises(RuntimeError, match="shut down"):
+        first.submit(lambda: 2)
+    first.abandon_hung()
+    first.shutdown()  # twice: nothing happens to the pool second holds
+    assert second.submit(lambda: 3).result() == 3
+    second.shutdown()
+    third, fourth = EnvCalls(3), EnvCalls(3)
+    assert third._pool is not fourth._pool
+    assert third.submit(lambda: 4).result() == 4 and fourth.submit(lambda: 5).result() == 5
+    third.shutdown()
+    fourth.shutdown()

@@ -248,3 +248,23 @@ def test_a_deferred_stop_check_only_adds_padding(
     assert deferred.tokens.shape[1] == -(-steps // 3) * 3 > steps or steps % 3 == 0
     assert torch.equal(deferred.tokens[:, :steps], every_step.tokens)
     assert (deferred.tokens[:, steps:] == 7).all() and (deferred.logprobs[:, steps:] == 0).all()
+
+
+def test_a_draw_never_lands_on_an_entry_of_weight_zero() -> None:
+    """Even where the cumulative weights are not flat over a cut entry (as a GPU's parallel
+    prefix sum may round them), the draw falls back to the likeliest entry."""
+    logits = torch.tensor([[1.0, 0.5, 0.2, 0.1]]).repeat(5_000, 1)
+    generator = torch.Generator().manual_seed(0)
+    real_cumsum = torch.Tensor.cumsum
+
+    def rounded_up(self: torch.Tensor, dim: int) -> torch.Tensor:
+        out = real_cumsum(self, dim)
+        return out + (self == 0).float() * 1e-3  # cut entries get a sliver of mass
+
+    original = torch.Tensor.cumsum
+    torch.Tensor.cumsum = rounded_up  # type: ignore[method-assign]
+    try:
+        tokens, _ = draw(logits, 1.0, 2, 1.0, generator)
+    finally:
+        torch.Tensor.cumsum = original  # type: ignore[method-assign]
+    assert set(tokens.tolist()) <= {0, 1}

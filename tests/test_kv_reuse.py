@@ -256,3 +256,27 @@ def test_a_reserved_layer_writes_in_place_and_reseats_after_a_crop() -> None:
     assert layer.get_seq_length() == 3 and torch.equal(out_keys[:, :, 2], step[:, :, 0] * 2)
     out_keys, _ = layer.update(torch.ones(2, 1, 9, 4), torch.ones(2, 1, 9, 4))  # past the room
     assert out_keys.shape[2] == 12 and torch.equal(out_keys[:, :, :2], torch.ones(2, 1, 2, 4))
+
+
+def test_an_episode_that_sits_a_round_out_takes_its_own_copy(tiny_lm: tuple[Any, Any]) -> None:
+    """Episode caches are views of their generation's batched cache until the next round;
+    one that sits the round out (a slow env step) copies its columns out then, so old
+    batches are not held, and its later turn still reuses them."""
+    reusing, fresh = agent(tiny_lm, True), agent(tiny_lm, False)
+    env = Chatter()
+    pairs = [(conversation(env), conversation(env)) for _ in range(3)]
+    firsts = [hf.act_batch([pair[i] for pair in pairs]) for i, hf in enumerate((reusing, fresh))]
+    views = [pair[0].state[KV_CACHE_KEY] for pair in pairs]
+    batch_keys = views[0].source[0][0]
+    assert all(view.source[0][0] is batch_keys for view in views)  # one batched tensor
+    for turn, (pair, a, b) in enumerate(zip(pairs, *firsts, strict=True)):
+        next_turn(pair[0], a, f"Turn 1: cough {turn}")
+        next_turn(pair[1], b, f"Turn 1: cough {turn}")
+    reusing.act_batch([pairs[0][0], pairs[1][0]])  # the third episode sits this round out
+    fresh.act_batch([pairs[0][1], pairs[1][1]])
+    waiting = pairs[2][0].state[KV_CACHE_KEY]
+    assert waiting.source[0][0] is not batch_keys and waiting.source[0][0].shape[0] == 1
+    assert waiting.source[0][0].shape[2] == len(waiting.tokens)
+    later = reusing.act(pairs[2][0])
+    assert_same_turns([later], [fresh.act(pairs[2][1])])
+    assert reusing.cache_stats.fresh_prefills == {}

@@ -126,7 +126,9 @@ def shared_prefix_hidden(
     The values and their gradients are those of the whole rows (tested); the saving is the
     repeated prompts' share of the batch's tokens. Needs right-padded rows (the trainer's
     batches) and a model that returns a plain full-attention cache in training (not with
-    gradient checkpointing, not a sliding window).
+    gradient checkpointing, not a sliding window). With dropout in training (LoRA's
+    ``lora_dropout``), the rows that share a prompt share its dropout mask too: the same
+    expected gradient, with more correlated noise.
     """
     from transformers import DynamicCache
 

@@ -367,11 +367,14 @@ class DiagnosisMatcher:
     # -------------------------------------------------------------- reading
 
     def _correct(self, token: str) -> str:
-        if token not in self._corrections:
+        # One matcher serves every env of a process (threads too): read into a local, so a
+        # clear by another thread between the check and the read cannot lose the entry.
+        corrected = self._corrections.get(token)
+        if corrected is None:
             if len(self._corrections) > 100_000:  # hostile text: keep the cache bounded
                 self._corrections.clear()
-            self._corrections[token] = self._closest(token)
-        return self._corrections[token]
+            corrected = self._corrections[token] = self._closest(token)
+        return corrected
 
     def _closest(self, token: str) -> str:
         if token in self._known or len(token) < _MIN_TYPO_LENGTH or not token.isalpha():
@@ -624,7 +627,6 @@ class DiagnosisMatcher:
         return not self._conflict(rest, self._qualifiers([list(truth_head)]), set(truth_head))
 
 
-@functools.cache
 def shared_diagnosis_matcher(
     kb: KnowledgeBase, *, accept_broader: bool = False
 ) -> DiagnosisMatcher:
@@ -632,4 +634,9 @@ def shared_diagnosis_matcher(
     process: building one reads every disease name for its qualifiers (about 19 ms, most of
     a DiagGym-v0 construction), and a matcher only reads its tables after that (its
     spelling-correction memo is a bounded cache of a pure function)."""
+    return _shared_diagnosis_matcher(kb, accept_broader)
+
+
+@functools.cache
+def _shared_diagnosis_matcher(kb: KnowledgeBase, accept_broader: bool) -> DiagnosisMatcher:
     return DiagnosisMatcher(kb, accept_broader=accept_broader)

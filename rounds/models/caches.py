@@ -91,7 +91,8 @@ def reserve(cache: Any, room: int, rows: torch.Tensor | None = None) -> None:
     (only for a cache that :func:`is_plain`) rearranges the batch as it copies."""
     layers = getattr(cache, "layers", None) or []
     for i, layer in enumerate(layers):
-        if type(layer) is DynamicLayer and layer.is_initialized and layer.keys is not None:
+        plain = type(layer) is DynamicLayer or (rows is not None and type(layer) is ReservedLayer)
+        if plain and layer.is_initialized and layer.keys is not None:
             layers[i] = ReservedLayer.around(layer, room, rows)
 
 

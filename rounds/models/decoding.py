@@ -208,6 +208,10 @@ def draw(
     # weight 0 is never chosen; the clamp keeps a draw rounded up to the total in range.
     target = torch.minimum(uniform * total, torch.nextafter(total, torch.zeros_like(total)))
     token = torch.searchsorted(cumulative, target, right=True)[:, 0]
+    # A parallel prefix sum (on a GPU) may round a run of zero weights upward by an ulp;
+    # a draw landing there would pick an entry of weight 0: take the likeliest instead.
+    possible = weights.gather(1, token[:, None])[:, 0] > 0
+    token = torch.where(possible, token, weights.argmax(-1))
     return token, full.gather(1, token[:, None])[:, 0]
 
 

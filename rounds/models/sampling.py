@@ -1,8 +1,9 @@
 """One batched sampling call, shared by the ``hf`` agent and the local rollout server
 (``python -m rounds.models.serve``), so both sample the same way.
 
-Three things make the recorded log-probs those of the distribution actually sampled, which
-the trainer's importance ratios assume:
+Three things make the recorded log-probs those of the policy the trainer recomputes (the
+tempered distribution; the distribution actually sampled whenever ``top_k`` and ``top_p``
+are off, their defaults), which the trainer's importance ratios assume:
 
 - sampling follows exactly the settings given: text models decode in
   :func:`rounds.models.decoding.decode`, which applies nothing else; through ``generate``
@@ -61,6 +62,9 @@ def sample(
     values, image grids) the call goes through ``generate``, which prepares each
     vision-language model's own inputs (multimodal rotary positions); such episodes are
     for evaluation and always re-encode their conversation.
+
+    Runs under ``torch.inference_mode()``: the returned tensors are inference tensors, to be
+    read (``tolist``, copies), not used in a loss.
     """
     import torch
 
