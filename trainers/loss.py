@@ -85,8 +85,8 @@ def token_logprobs(
     # In a causal LM no real token sees a later position, so right padding needs no mask:
     # without one, attention takes its causal kernel (no (T, T) mask is built), and the real
     # tokens' values are the same (pad positions differ, and are never targets).
-    plain = right_padded(attention_mask)
-    mask = None if plain else attention_mask
+    unmasked = right_padded(attention_mask)
+    mask = None if unmasked else attention_mask
     with shape_stable_attention():  # each step's lengths are new (rounds.models.attention)
         if parts is None:
             logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1]
@@ -94,7 +94,9 @@ def token_logprobs(
         else:
             decoder, head = parts
             shared = (
-                shared_prefix_hidden(decoder, input_ids, attention_mask, targets) if plain else None
+                shared_prefix_hidden(decoder, input_ids, attention_mask, targets)
+                if unmasked
+                else None
             )
             if shared is None:
                 hidden = decoder(
@@ -119,8 +121,8 @@ def shared_prefix_hidden(
     with each prompt that several rows share run once; None when no row shares one.
 
     A GRPO group's episodes start from one prompt (the system prompt, the tools, the first
-    observation), and every row of the update would run it again. Here each row's prefix
-    up to the position before its first marked token's predecessor is run once per distinct
+    observation), and every row of the update would run it again. Here each row's prefix (its
+    tokens before the position that predicts its first marked token) is run once per distinct
     prefix (left-padded into one batch, with the cache kept), each row's copy of those keys
     and values is taken from the cache, and the rows' remaining tokens run on top of it.
     The values and their gradients are those of the whole rows (tested); the saving is the

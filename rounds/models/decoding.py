@@ -87,7 +87,8 @@ def decode(
     ``cache``, when given, holds the keys and values of the first ``cache.get_seq_length()``
     columns of ``input_ids`` (``attention_mask`` covers all of them); the model runs only
     the rest. Every row stops at its first id in ``settings.stop_ids``; all rows stop when
-    ``max_time`` seconds have passed. Call it under ``torch.no_grad()``.
+    ``max_time`` seconds have passed. Call it under ``torch.no_grad()`` or
+    ``torch.inference_mode()``.
     """
     started = time.perf_counter()
     max_new_tokens, pad_id = settings.max_new_tokens, settings.pad_id
@@ -232,10 +233,12 @@ def _prepared_mask(
         from transformers.masking_utils import create_causal_mask
 
         config = lm.config
-        embeds = torch.empty((mask.shape[0], 1, config.hidden_size), dtype=lm.dtype)
+        embeds = torch.empty(
+            (mask.shape[0], 1, config.hidden_size), dtype=lm.dtype, device=mask.device
+        )
         built = create_causal_mask(
             config=config,
-            inputs_embeds=embeds.to(mask.device),
+            inputs_embeds=embeds,
             attention_mask=mask[:, :length],
             cache=cache,
             position_ids=position,
