@@ -118,10 +118,13 @@ class RestrictedCases(CaseSource):
         self.generated = source.generated
         self._ids: dict[str, list[str]] = {}
 
-    def _keeps(self, task_id: str) -> bool:
+    def _keeps(self, task_id: str, record: CaseRecord | None = None) -> bool:
+        """Whether ``task_id``'s case is one of the diagnoses (``record``: its record, when
+        the caller has it already, so a file's record is read once)."""
         if isinstance(self.source, GeneratedCases):  # the case alone (cached), no record text
             return bank_case(self.source.kb, task_id).diagnosis in self.diagnoses
-        record, _ = self.source.get(task_id)
+        if record is None:
+            record, _ = self.source.get(task_id)
         return bool(set(self.matcher.resolve(record.final_diagnosis)) & self.diagnoses)
 
     def task_ids(self, split: str) -> Sequence[str]:
@@ -131,7 +134,7 @@ class RestrictedCases(CaseSource):
 
     def get(self, task_id: str) -> tuple[CaseRecord, Case | None]:
         record, case = self.source.get(task_id)
-        if not self._keeps(task_id):
+        if not self._keeps(task_id, record):
             raise ValueError(
                 f"case {task_id!r} is not one of this env's diagnoses ({', '.join(sorted(self.diagnoses))})"
             )
